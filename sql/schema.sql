@@ -1,0 +1,121 @@
+-- sync_engine schema. Objects land in the schema chosen by
+-- CREATE EXTENSION sync_engine [SCHEMA s]; nothing here names a schema.
+
+-- An endpoint binds (system, entity_type) to a table and its key column.
+CREATE TABLE sync_endpoints (
+    id          bigserial PRIMARY KEY,
+    system      text        NOT NULL CHECK (system <> ''),
+    entity_type text        NOT NULL CHECK (entity_type <> ''),
+    relation    regclass    NOT NULL,
+    key_column  text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (system, entity_type),
+    UNIQUE (relation)
+);
+
+-- One row per captured change. Written by the capture trigger (and by sync_push).
+-- txid is the xid8 of the writing transaction: readers use snapshots, never ids or
+-- timestamps, to decide what is new (see src/cursor.rs).
+CREATE TABLE change_log (
+    id          bigserial   PRIMARY KEY,
+    system      text        NOT NULL,
+    entity_type text        NOT NULL,
+    entity_id   text        NOT NULL,
+    operation   text        NOT NULL,
+    fields      jsonb       NOT NULL,
+    changed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    txid        xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    origin      text,
+    checksum    text
+);
+ALTER SEQUENCE change_log_id_seq CACHE 64;
+CREATE INDEX change_log_txid_idx ON change_log (txid);
+
+COMMENT ON TABLE change_log IS
+  'sync_engine: one row per captured insert/update/delete of a registered table; fields = {"col": {"old": v, "new": v}} for changed columns only';
+
+-- Configs: one sync job between two endpoints.
+CREATE TABLE sync_configs (
+    id                 bigserial   PRIMARY KEY,
+    name               text        NOT NULL UNIQUE,
+    source_system      text        NOT NULL,
+    target_system      text        NOT NULL,
+    entity_type        text        NOT NULL,
+    target_entity_type text        NOT NULL,
+    source_endpoint_id bigint      NOT NULL REFERENCES sync_endpoints(id),
+    target_endpoint_id bigint      NOT NULL REFERENCES sync_endpoints(id),
+    field_mapping      jsonb,
+    conflict_strategy  text        NOT NULL DEFAULT 'latest_wins',
+    sync_direction     text        NOT NULL DEFAULT 'bidirectional',
+    sync_interval      interval    NOT NULL DEFAULT '5 minutes',
+    match_on           text[],
+    enabled            boolean     NOT NULL DEFAULT true,
+    -- snapshot (pg_snapshot text) up to which changes have been consumed; NULL = never run
+    position           text,
+    last_run_at        timestamptz,
+    next_run_at        timestamptz NOT NULL DEFAULT now(),
+    created_at         timestamptz NOT NULL DEFAULT now()
+);
+
+-- Links: which source key corresponds to which target key, plus the base (shadow copy
+-- of the mapped values both sides agreed on, in target column names).
+CREATE TABLE sync_links (
+    config_id     bigint      NOT NULL REFERENCES sync_configs(id) ON DELETE CASCADE,
+    source_id     text        NOT NULL,
+    target_id     text        NOT NULL,
+    base          jsonb       NOT NULL,
+    base_checksum text        NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (config_id, source_id),
+    UNIQUE (config_id, target_id)
+);
+
+CREATE TABLE sync_runs (
+    id           bigserial   PRIMARY KEY,
+    config_id    bigint      NOT NULL REFERENCES sync_configs(id) ON DELETE CASCADE,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    completed_at timestamptz,
+    status       text        NOT NULL DEFAULT 'running'
+                 CHECK (status IN ('running', 'success', 'partial', 'failed')),
+    started_by   text        NOT NULL DEFAULT 'manual',
+    result       jsonb,
+    error        text
+);
+CREATE INDEX sync_runs_config_idx ON sync_runs (config_id, started_at DESC);
+
+CREATE TABLE sync_conflicts (
+    id             bigserial   PRIMARY KEY,
+    config_id      bigint      NOT NULL REFERENCES sync_configs(id) ON DELETE CASCADE,
+    run_id         bigint,
+    source_id      text,
+    target_id      text,
+    kind           text        NOT NULL DEFAULT 'update_update'
+                   CHECK (kind IN ('update_update', 'delete_update', 'update_delete')),
+    fields         text[]      NOT NULL,
+    source_value   jsonb,
+    target_value   jsonb,
+    base_value     jsonb,
+    strategy       text        NOT NULL,
+    resolution     text        NOT NULL DEFAULT 'pending'
+                   CHECK (resolution IN ('pending', 'source', 'target', 'merged')),
+    resolved_value jsonb,
+    resolved_by    text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    resolved_at    timestamptz
+);
+CREATE INDEX sync_conflicts_pending_idx ON sync_conflicts (config_id) WHERE resolution = 'pending';
+
+-- Entities that failed to apply; retried by every run until they succeed.
+CREATE TABLE sync_errors (
+    id         bigserial   PRIMARY KEY,
+    config_id  bigint      NOT NULL REFERENCES sync_configs(id) ON DELETE CASCADE,
+    run_id     bigint,
+    source_id  text,
+    target_id  text,
+    message    text        NOT NULL,
+    sqlstate   text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    retried_at timestamptz,
+    resolved   boolean     NOT NULL DEFAULT false
+);
+CREATE INDEX sync_errors_open_idx ON sync_errors (config_id) WHERE NOT resolved;

@@ -1,0 +1,397 @@
+//! The capture trigger: one `change_log` row per inserted, updated or deleted row.
+//!
+//! Hot path: it runs inside every write to a registered table, so it caches per
+//! relation the output functions of its columns, builds the JSON text itself and
+//! inserts through one kept SPI plan. The pure part (JSON text, diff record, checksum)
+//! is in `rowjson`.
+
+use crate::rowjson::{self, ColKind, ColValue};
+use crate::{fail, guc};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+
+pub const TRIGGER_NAME: &str = "sync_engine_capture";
+
+struct Col {
+    name: String,
+    typid: pg_sys::Oid,
+    dropped: bool,
+    byval: bool,
+    len: i16,
+    kind: ColKind,
+    out: Box<pg_sys::FmgrInfo>,
+}
+
+struct RelInfo {
+    cols: Vec<Col>,
+    /// column order sorted by name, for the canonical checksum form
+    sorted: Vec<usize>,
+}
+
+thread_local! {
+    static RELS: RefCell<HashMap<pg_sys::Oid, RelInfo>> = RefCell::new(HashMap::new());
+    static PLAN: RefCell<Option<(String, pg_sys::SPIPlanPtr)>> = const { RefCell::new(None) };
+}
+
+unsafe fn att_name(att: &pg_sys::FormData_pg_attribute) -> &str {
+    CStr::from_ptr(att.attname.data.as_ptr())
+        .to_str()
+        .unwrap_or("?")
+}
+
+unsafe fn attr(tupdesc: pg_sys::TupleDesc, i: usize) -> &'static pg_sys::FormData_pg_attribute {
+    &*(*tupdesc).attrs.as_ptr().add(i)
+}
+
+/// Does the cached info still describe this tuple descriptor (ALTER TABLE may change it)?
+unsafe fn still_valid(info: &RelInfo, tupdesc: pg_sys::TupleDesc) -> bool {
+    let natts = (*tupdesc).natts as usize;
+    if info.cols.len() != natts {
+        return false;
+    }
+    (0..natts).all(|i| {
+        let a = attr(tupdesc, i);
+        let c = &info.cols[i];
+        c.typid == a.atttypid && c.dropped == a.attisdropped && c.name == att_name(a)
+    })
+}
+
+unsafe fn build_info(tupdesc: pg_sys::TupleDesc) -> RelInfo {
+    let natts = (*tupdesc).natts as usize;
+    let mut cols = Vec::with_capacity(natts);
+    for i in 0..natts {
+        let a = attr(tupdesc, i);
+        let mut out: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+        if !a.attisdropped {
+            let mut foid = pg_sys::InvalidOid;
+            let mut isvarlena = false;
+            pg_sys::getTypeOutputInfo(a.atttypid, &mut foid, &mut isvarlena);
+            pg_sys::fmgr_info_cxt(foid, out.as_mut(), pg_sys::TopMemoryContext);
+        }
+        cols.push(Col {
+            name: att_name(a).to_string(),
+            typid: a.atttypid,
+            dropped: a.attisdropped,
+            byval: a.attbyval,
+            len: a.attlen,
+            kind: kind_of(a.atttypid),
+            out,
+        });
+    }
+    let mut sorted: Vec<usize> = (0..natts).filter(|&i| !cols[i].dropped).collect();
+    sorted.sort_by(|&a, &b| cols[a].name.cmp(&cols[b].name));
+    RelInfo { cols, sorted }
+}
+
+fn kind_of(typid: pg_sys::Oid) -> ColKind {
+    match typid {
+        pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID | pg_sys::OIDOID => ColKind::Number,
+        pg_sys::FLOAT4OID | pg_sys::FLOAT8OID | pg_sys::NUMERICOID => ColKind::Number,
+        pg_sys::BOOLOID => ColKind::Bool,
+        pg_sys::JSONOID | pg_sys::JSONBOID => ColKind::Json,
+        _ => ColKind::Text,
+    }
+}
+
+unsafe fn output(col: &Col, d: pg_sys::Datum) -> String {
+    let p = pg_sys::OutputFunctionCall(col.out.as_ref() as *const _ as *mut _, d);
+    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+    pg_sys::pfree(p.cast());
+    s
+}
+
+/// Binary image equality (what PostgreSQL's datumIsEqual does). Different images may
+/// still print the same, which the caller checks on the text.
+unsafe fn datum_image_eq(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i16) -> bool {
+    if byval {
+        return a == b;
+    }
+    let (pa, pb) = (a.cast_mut_ptr::<u8>(), b.cast_mut_ptr::<u8>());
+    let (la, lb) = match len {
+        -1 => (
+            pgrx::varlena::varsize_any(pa as *const pg_sys::varlena),
+            pgrx::varlena::varsize_any(pb as *const pg_sys::varlena),
+        ),
+        -2 => (
+            CStr::from_ptr(pa as *const std::ffi::c_char)
+                .to_bytes()
+                .len(),
+            CStr::from_ptr(pb as *const std::ffi::c_char)
+                .to_bytes()
+                .len(),
+        ),
+        n => (n as usize, n as usize),
+    };
+    la == lb && std::slice::from_raw_parts(pa, la) == std::slice::from_raw_parts(pb, lb)
+}
+
+struct Deformed {
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+}
+
+unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, natts: usize) -> Deformed {
+    let mut values = vec![pg_sys::Datum::from(0usize); natts];
+    let mut nulls = vec![true; natts];
+    pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    Deformed { values, nulls }
+}
+
+unsafe fn row_values(info: &RelInfo, row: &Deformed) -> Vec<ColValue> {
+    info.cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if c.dropped || row.nulls[i] {
+                None
+            } else {
+                Some(output(c, row.values[i]))
+            }
+        })
+        .collect()
+}
+
+unsafe fn text_datum(s: &str) -> pg_sys::Datum {
+    pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+        s.as_ptr().cast(),
+        s.len() as i32,
+    ))
+}
+
+const INSERT_SQL: &str = "INSERT INTO {schema}.change_log \
+     (system, entity_type, entity_id, operation, fields, origin, checksum) \
+     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)";
+
+/// Insert one change record through a plan kept for the life of the backend.
+#[allow(clippy::too_many_arguments)]
+unsafe fn write_change(
+    schema: &str,
+    system: &str,
+    entity_type: &str,
+    entity_id: &str,
+    operation: &str,
+    fields: &str,
+    origin: Option<&str>,
+    checksum: Option<&str>,
+) {
+    if pg_sys::SPI_connect() < 0 {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "sync_engine: SPI_connect failed in capture trigger",
+        );
+    }
+    let plan = PLAN.with(|p| {
+        let mut p = p.borrow_mut();
+        match &*p {
+            Some((s, plan)) if s == schema => *plan,
+            _ => {
+                let sql = INSERT_SQL.replace("{schema}", &quote_ident(schema));
+                let csql = CString::new(sql).expect("no NUL in SQL");
+                let mut types = [pg_sys::TEXTOID; 7];
+                let plan = pg_sys::SPI_prepare(csql.as_ptr(), 7, types.as_mut_ptr());
+                if plan.is_null() {
+                    fail(
+                        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                        "sync_engine: could not prepare change_log insert",
+                    );
+                }
+                pg_sys::SPI_keepplan(plan);
+                if let Some((_, old)) = p.take() {
+                    pg_sys::SPI_freeplan(old);
+                }
+                *p = Some((schema.to_string(), plan));
+                plan
+            }
+        }
+    });
+    let mut values = [
+        text_datum(system),
+        text_datum(entity_type),
+        text_datum(entity_id),
+        text_datum(operation),
+        text_datum(fields),
+        origin.map_or(pg_sys::Datum::from(0usize), |o| text_datum(o)),
+        checksum.map_or(pg_sys::Datum::from(0usize), |c| text_datum(c)),
+    ];
+    let nulls = [
+        b' ',
+        b' ',
+        b' ',
+        b' ',
+        b' ',
+        if origin.is_some() { b' ' } else { b'n' },
+        if checksum.is_some() { b' ' } else { b'n' },
+    ];
+    let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr().cast(), false, 0);
+    if rc != pg_sys::SPI_OK_INSERT as i32 {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            &format!("sync_engine: change_log insert failed (SPI code {rc})"),
+        );
+    }
+    pg_sys::SPI_finish();
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+unsafe fn trigger_args(trigger: &pg_sys::Trigger) -> Vec<String> {
+    (0..trigger.tgnargs as usize)
+        .map(|i| {
+            CStr::from_ptr(*trigger.tgargs.add(i))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[pg_trigger]
+fn sync_capture<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    unsafe { capture(trigger.trigger(), trigger.trigger_data()) };
+    Ok(None)
+}
+
+unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
+    let args = trigger_args(trigger);
+    if args.len() != 4 {
+        fail(
+            PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
+            "sync_capture() must be installed by sync_register_table (expects 4 arguments)",
+        );
+    }
+    let (schema, system, entity_type, key_column) = (&args[0], &args[1], &args[2], &args[3]);
+    let event = td.tg_event;
+    let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
+    if event & pg_sys::TRIGGER_EVENT_ROW == 0 {
+        fail(
+            PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
+            "sync_capture() must be a row-level trigger",
+        );
+    }
+    let rel = td.tg_relation;
+    let relid = (*rel).rd_id;
+    let tupdesc = (*rel).rd_att;
+    let natts = (*tupdesc).natts as usize;
+
+    RELS.with(|rels| {
+        let mut rels = rels.borrow_mut();
+        let fresh = match rels.get(&relid) {
+            Some(info) => !still_valid(info, tupdesc),
+            None => true,
+        };
+        if fresh {
+            rels.insert(relid, build_info(tupdesc));
+        }
+        let info = rels.get(&relid).expect("just inserted");
+        let key_idx = info
+            .cols
+            .iter()
+            .position(|c| !c.dropped && c.name == *key_column)
+            .unwrap_or_else(|| {
+                fail(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    &format!(
+                        "sync_engine: key column \"{key_column}\" of registered table {} no longer exists; unregister and register the table again",
+                        entity_type
+                    ),
+                )
+            });
+        let origin = guc::origin();
+        let names: Vec<&str> = info.cols.iter().map(|c| c.name.as_str()).collect();
+        let kinds: Vec<ColKind> = info.cols.iter().map(|c| c.kind).collect();
+        let live: Vec<bool> = info.cols.iter().map(|c| !c.dropped).collect();
+        let cols = rowjson::Cols { names: &names, kinds: &kinds, live: &live, sorted: &info.sorted };
+
+        let key_of = |vals: &[ColValue]| -> String {
+            vals[key_idx].clone().unwrap_or_else(|| {
+                fail(
+                    PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                    &format!("sync_engine: key column \"{key_column}\" is NULL; a registered table needs a key in every row"),
+                )
+            })
+        };
+        let emit = |rec: rowjson::ChangeRecord| {
+            write_change(
+                schema,
+                system,
+                entity_type,
+                &rec.entity_id,
+                rec.operation,
+                &rec.fields,
+                origin.as_deref(),
+                rec.checksum.as_deref(),
+            )
+        };
+
+        if op == pg_sys::TRIGGER_EVENT_INSERT {
+            let new = row_values(info, &deform(td.tg_trigtuple, tupdesc, natts));
+            emit(rowjson::insert_record(&cols, key_of(&new), &new));
+        } else if op == pg_sys::TRIGGER_EVENT_DELETE {
+            let old = row_values(info, &deform(td.tg_trigtuple, tupdesc, natts));
+            emit(rowjson::delete_record(&cols, key_of(&old), &old));
+        } else if op == pg_sys::TRIGGER_EVENT_UPDATE {
+            let o = deform(td.tg_trigtuple, tupdesc, natts);
+            let n = deform(td.tg_newtuple, tupdesc, natts);
+            // output text only where the binary images differ; equal images are equal values
+            let mut old: Vec<ColValue> = Vec::with_capacity(natts);
+            let mut new: Vec<ColValue> = Vec::with_capacity(natts);
+            let mut changed = vec![false; natts];
+            for (i, c) in info.cols.iter().enumerate() {
+                if c.dropped {
+                    old.push(None);
+                    new.push(None);
+                    continue;
+                }
+                let nv = if n.nulls[i] { None } else { Some(output(c, n.values[i])) };
+                let same = match (o.nulls[i], n.nulls[i]) {
+                    (true, true) => true,
+                    (false, false) => datum_image_eq(o.values[i], n.values[i], c.byval, c.len),
+                    _ => false,
+                };
+                let ov = if same {
+                    nv.clone()
+                } else if o.nulls[i] {
+                    None
+                } else {
+                    Some(output(c, o.values[i]))
+                };
+                changed[i] = ov != nv;
+                old.push(ov);
+                new.push(nv);
+            }
+            if !changed.iter().any(|&c| c) {
+                return;
+            }
+            let old_key = key_of(&old);
+            let new_key = key_of(&new);
+            if old_key != new_key {
+                // a key change is the old entity going away and a new one appearing
+                emit(rowjson::delete_record(&cols, old_key, &old));
+                emit(rowjson::insert_record(&cols, new_key, &new));
+            } else {
+                emit(rowjson::update_record(&cols, new_key, &old, &new, &changed));
+            }
+        }
+    });
+}
+
+/// Refuse TRUNCATE on a registered table: it fires no row triggers, so its deletes
+/// would silently never reach the other side.
+#[pg_trigger]
+fn sync_refuse_truncate<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let table = trigger.table_name().unwrap_or_default();
+    fail(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        &format!(
+            "TRUNCATE of \"{table}\" is refused: the table is registered with sync_engine and TRUNCATE is not captured; use DELETE, or sync_unregister_table first"
+        ),
+    )
+}

@@ -1,0 +1,118 @@
+//! Snapshot-safe reading of `change_log` (PgQ's batching rule), shared by the engine,
+//! pull and the SQL face below. The arithmetic lives in `cursor`.
+
+use crate::cursor::{Snapshot, Window};
+use crate::db;
+use crate::{ext_schema, fail};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// The current position: this statement's snapshot.
+pub fn current_position() -> Snapshot {
+    let s = db::one::<String>("SELECT pg_current_snapshot()::text", &[]).expect("snapshot");
+    Snapshot::parse(&s).unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.0))
+}
+
+/// Build the window (prev, cur], refusing malformed or backwards positions.
+pub fn window(prev: Option<&str>, cur: &str) -> Window {
+    let parse = |s: &str| {
+        Snapshot::parse(s)
+            .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e.0))
+    };
+    let prev = prev.map(parse);
+    Window::new(prev, parse(cur))
+        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e.0))
+}
+
+/// SQL predicate selecting the rows of `change_log` (aliased `alias`) in the window.
+/// The bounds let the txid index narrow the scan; pg_visible_in_snapshot applies the
+/// exact rule. Values are inlined as literals: they are numbers and snapshot text we
+/// produced and validated ourselves.
+pub fn window_predicate(w: &Window, alias: &str) -> String {
+    let mut p = format!(
+        "{alias}.txid >= '{lo}'::xid8 AND {alias}.txid < '{hi}'::xid8 \
+         AND pg_visible_in_snapshot({alias}.txid, '{cur}'::pg_snapshot)",
+        lo = w.lower_bound(),
+        hi = w.upper_bound(),
+        cur = w.cur
+    );
+    if let Some(prev) = &w.prev {
+        p.push_str(&format!(
+            " AND NOT pg_visible_in_snapshot({alias}.txid, '{prev}'::pg_snapshot)"
+        ));
+    }
+    p
+}
+
+/// The current read position (a snapshot, as text). Pass it as `until` now and as
+/// `since` on the next read.
+#[pg_extern(volatile)]
+fn sync_position() -> String {
+    current_position().to_string()
+}
+
+/// Changes that became visible after `since` and are visible at `until`
+/// (`since` NULL = from the beginning), optionally for one endpoint, in id order.
+/// Consecutive windows never return a change twice and never skip one, including
+/// changes of transactions that began before `since` and committed after it.
+#[pg_extern(stable)]
+#[allow(clippy::type_complexity)]
+fn sync_changes(
+    since: Option<&str>,
+    until: &str,
+    system: default!(Option<&str>, "NULL"),
+    entity_type: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, i64),
+        name!(system, String),
+        name!(entity_type, String),
+        name!(entity_id, String),
+        name!(operation, String),
+        name!(fields, JsonB),
+        name!(changed_at, TimestampWithTimeZone),
+        name!(txid, i64),
+        name!(origin, Option<String>),
+        name!(checksum, Option<String>),
+    ),
+> {
+    let w = window(since, until);
+    let schema = ext_schema();
+    let sql = format!(
+        "SELECT c.id, c.system, c.entity_type, c.entity_id, c.operation, c.fields, c.changed_at, \
+                c.txid::text::bigint, c.origin, c.checksum \
+           FROM {schema}.change_log c \
+          WHERE {pred} AND ($1::text IS NULL OR c.system = $1) AND ($2::text IS NULL OR c.entity_type = $2) \
+          ORDER BY c.id",
+        pred = window_predicate(&w, "c")
+    );
+    let rows = Spi::connect(|client| {
+        let t = client
+            .select(&sql, None, &[system.into(), entity_type.into()])
+            .unwrap_or_else(|e| db::spi_fail(e));
+        t.map(|r| {
+            (
+                r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+                r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                r.get::<String>(3).ok().flatten().unwrap_or_default(),
+                r.get::<String>(4).ok().flatten().unwrap_or_default(),
+                r.get::<String>(5).ok().flatten().unwrap_or_default(),
+                r.get::<JsonB>(6)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(JsonB(serde_json::Value::Null)),
+                r.get::<TimestampWithTimeZone>(7)
+                    .ok()
+                    .flatten()
+                    .expect("changed_at is NOT NULL"),
+                r.get::<i64>(8).ok().flatten().unwrap_or_default(),
+                r.get::<String>(9).ok().flatten(),
+                r.get::<String>(10).ok().flatten(),
+            )
+        })
+        .collect::<Vec<_>>()
+    });
+    TableIterator::new(rows)
+}

@@ -1,0 +1,40 @@
+//! Thin helpers over pgrx SPI: a missing row is None, every other SPI error is an ERROR.
+
+use crate::fail;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::SpiError;
+use pgrx::{FromDatum, IntoDatum};
+
+pub fn spi_fail(e: SpiError) -> ! {
+    fail(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        &format!("sync_engine: SPI: {e}"),
+    )
+}
+
+fn none_if_missing<T>(r: Result<T, SpiError>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(SpiError::InvalidPosition) => None,
+        Err(e) => spi_fail(e),
+    }
+}
+
+/// First column of the first row; None when there is no row or the value is NULL.
+pub fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> Option<T> {
+    none_if_missing(Spi::get_one_with_args::<T>(sql, args)).flatten()
+}
+
+/// First two columns of the first row; None when there is no row.
+pub fn two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid],
+) -> Option<(Option<A>, Option<B>)> {
+    none_if_missing(Spi::get_two_with_args::<A, B>(sql, args))
+}
+
+/// Run a statement for its effect.
+pub fn run(sql: &str, args: &[DatumWithOid]) {
+    Spi::run_with_args(sql, args).unwrap_or_else(|e| spi_fail(e))
+}

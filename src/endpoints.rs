@@ -1,0 +1,323 @@
+//! Endpoints: (system, entity_type) bound to a table and its key column.
+
+use crate::capture::{quote_ident, TRIGGER_NAME};
+use crate::db::{self, spi_fail};
+use crate::{ext_schema, ext_schema_raw, fail, quote_literal};
+use pgrx::prelude::*;
+use pgrx::PgRelation;
+
+pub const TRUNCATE_TRIGGER_NAME: &str = "sync_engine_no_truncate";
+
+/// A registered endpoint as the engine needs it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: i64,
+    pub system: String,
+    pub entity_type: String,
+    /// schema-qualified, quoted relation name
+    pub table: String,
+    pub key_column: String,
+    /// SQL type of the key column, e.g. "integer"
+    pub key_type: String,
+    /// user columns (not dropped, not system), in attribute order
+    pub columns: Vec<String>,
+}
+
+fn check_name(what: &str, v: &str) {
+    if v.trim().is_empty() {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            &format!("{what} must be a non-empty name"),
+        );
+    }
+}
+
+/// Load an endpoint by (system, entity_type); ERROR naming it when unknown.
+pub fn load(system: &str, entity_type: &str) -> Endpoint {
+    let schema = ext_schema();
+    let row = db::one::<i64>(
+        &format!("SELECT id FROM {schema}.sync_endpoints WHERE system = $1 AND entity_type = $2"),
+        &[system.into(), entity_type.into()],
+    );
+    match row {
+        Some(id) => load_by_id(id),
+        None => fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            &format!(
+                "no table is registered as system \"{system}\", entity type \"{entity_type}\"; register one with sync_register_table('{system}', '{entity_type}', 'schema.table')"
+            ),
+        ),
+    }
+}
+
+pub fn load_by_id(id: i64) -> Endpoint {
+    let schema = ext_schema();
+    Spi::connect(|client| {
+        let q = format!(
+            "SELECT e.system, e.entity_type, e.key_column, c.oid IS NOT NULL, \
+                    CASE WHEN c.oid IS NOT NULL THEN e.relation::oid::regclass::text END \
+               FROM {schema}.sync_endpoints e LEFT JOIN pg_class c ON c.oid = e.relation::oid \
+              WHERE e.id = $1"
+        );
+        let t = client
+            .select(&q, Some(1), &[id.into()])
+            .unwrap_or_else(|e| spi_fail(e));
+        if t.is_empty() {
+            fail(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                &format!("sync endpoint {id} does not exist"),
+            );
+        }
+        let r = t.first();
+        let system: String = r.get(1).ok().flatten().unwrap_or_default();
+        let entity_type: String = r.get(2).ok().flatten().unwrap_or_default();
+        let key_column: String = r.get(3).ok().flatten().unwrap_or_default();
+        let exists: bool = r.get(4).ok().flatten().unwrap_or(false);
+        if !exists {
+            fail(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                &format!(
+                    "the table registered as \"{system}\".\"{entity_type}\" no longer exists; unregister it with sync_unregister_table('{system}', '{entity_type}')"
+                ),
+            );
+        }
+        let table: String = r.get(5).ok().flatten().unwrap_or_default();
+        let cols = client
+            .select(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                  WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                None,
+                &[table.as_str().into()],
+            )
+            .unwrap_or_else(|e| spi_fail(e));
+        let mut columns = Vec::new();
+        let mut key_type = None;
+        for row in cols {
+            let name: String = row.get(1).ok().flatten().unwrap_or_default();
+            let ty: String = row.get(2).ok().flatten().unwrap_or_default();
+            if name == key_column {
+                key_type = Some(ty);
+            }
+            columns.push(name);
+        }
+        let key_type = key_type.unwrap_or_else(|| {
+            fail(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                &format!("key column \"{key_column}\" of {table} no longer exists; register the table again"),
+            )
+        });
+        Endpoint {
+            id,
+            system,
+            entity_type,
+            table,
+            key_column,
+            key_type,
+            columns,
+        }
+    })
+}
+
+/// Register a table as the endpoint (system, entity_type) and install the capture
+/// trigger. Returns the endpoint id.
+#[pg_extern]
+fn sync_register_table(
+    system: &str,
+    entity_type: &str,
+    relation: PgRelation,
+    key_column: default!(Option<&str>, "NULL"),
+) -> i64 {
+    check_name("system", system);
+    check_name("entity_type", entity_type);
+    let relname = relation_name(relation.oid());
+    let relkind = unsafe { (*relation.rd_rel).relkind } as u8;
+    match relkind {
+        b'r' | b'p' => {}
+        b'v' | b'm' => fail(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            &format!("{relname} is a view; sync_register_table needs a table (register the table the view reads from)"),
+        ),
+        _ => fail(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            &format!("{relname} is not a table; sync_register_table needs an ordinary or partitioned table"),
+        ),
+    }
+    let relid = relation.oid();
+    drop(relation);
+    let schema = ext_schema();
+
+    // already registered?
+    let existing = db::two::<String, String>(
+        &format!(
+            "SELECT system, entity_type FROM {schema}.sync_endpoints \
+              WHERE relation = $1::oid::regclass OR (system = $2 AND entity_type = $3) LIMIT 1"
+        ),
+        &[relid.into(), system.into(), entity_type.into()],
+    );
+    if let Some((Some(s), Some(e))) = existing {
+        fail(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            &format!(
+                "{relname} or the name (\"{system}\", \"{entity_type}\") is already registered as system \"{s}\", entity type \"{e}\"; call sync_unregister_table('{s}', '{e}') first"
+            ),
+        );
+    }
+
+    let key = match key_column {
+        Some(k) => check_key_column(relid, &relname, k),
+        None => primary_key_column(relid, &relname),
+    };
+
+    let id = db::one::<i64>(
+        &format!(
+            "INSERT INTO {schema}.sync_endpoints (system, entity_type, relation, key_column) \
+             VALUES ($1, $2, $3::oid::regclass, $4) RETURNING id"
+        ),
+        &[
+            system.into(),
+            entity_type.into(),
+            relid.into(),
+            key.as_str().into(),
+        ],
+    )
+    .expect("INSERT RETURNING gives a row");
+
+    let args = [
+        ext_schema_raw(),
+        system.to_string(),
+        entity_type.to_string(),
+        key,
+    ]
+    .iter()
+    .map(|a| quote_literal(a))
+    .collect::<Vec<_>>()
+    .join(", ");
+    Spi::run(&format!(
+        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {relname} \
+         FOR EACH ROW EXECUTE FUNCTION {schema}.sync_capture({args})",
+        quote_ident(TRIGGER_NAME)
+    ))
+    .unwrap_or_else(|e| spi_fail(e));
+    Spi::run(&format!(
+        "CREATE TRIGGER {} BEFORE TRUNCATE ON {relname} \
+         FOR EACH STATEMENT EXECUTE FUNCTION {schema}.sync_refuse_truncate()",
+        quote_ident(TRUNCATE_TRIGGER_NAME)
+    ))
+    .unwrap_or_else(|e| spi_fail(e));
+    id
+}
+
+fn relation_name(relid: pg_sys::Oid) -> String {
+    db::one::<String>("SELECT $1::oid::regclass::text", &[relid.into()]).unwrap_or_default()
+}
+
+fn primary_key_column(relid: pg_sys::Oid, relname: &str) -> String {
+    let cols = Spi::connect(|client| {
+        let t = client
+            .select(
+                "SELECT a.attname::text FROM pg_index i \
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                  WHERE i.indrelid = $1 AND i.indisprimary",
+                None,
+                &[relid.into()],
+            )
+            .unwrap_or_else(|e| spi_fail(e));
+        t.map(|r| r.get::<String>(1).ok().flatten().unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
+    match cols.len() {
+        1 => cols.into_iter().next().unwrap(),
+        0 => fail(
+            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+            &format!(
+                "{relname} has no primary key; add one or pass key_column naming a NOT NULL column with a unique index"
+            ),
+        ),
+        _ => fail(
+            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+            &format!(
+                "{relname} has a primary key of {} columns ({}); sync_engine needs a single-column key: pass key_column naming a NOT NULL column with a unique index",
+                cols.len(),
+                cols.join(", ")
+            ),
+        ),
+    }
+}
+
+fn check_key_column(relid: pg_sys::Oid, relname: &str, key: &str) -> String {
+    let found = db::two::<bool, bool>(
+        "SELECT a.attnotnull, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
+                 AND i.indisunique AND i.indnatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL \
+                 AND i.indexprs IS NULL) \
+           FROM pg_attribute a WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+        &[relid.into(), key.into()],
+    );
+    match found {
+        Some((Some(notnull), Some(unique))) => {
+            if !notnull || !unique {
+                fail(
+                    PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                    &format!(
+                        "column \"{key}\" of {relname} cannot be the sync key: it must be NOT NULL and have a unique index of its own{}{}",
+                        if notnull { "" } else { " (it is nullable)" },
+                        if unique { "" } else { " (no single-column unique index)" }
+                    ),
+                );
+            }
+            key.to_string()
+        }
+        _ => fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            &format!("column \"{key}\" does not exist in {relname}"),
+        ),
+    }
+}
+
+/// Remove an endpoint and its triggers. Refused while a config still uses it.
+#[pg_extern]
+fn sync_unregister_table(system: &str, entity_type: &str) {
+    let schema = ext_schema();
+    let row = db::two::<i64, String>(
+        &format!(
+            "SELECT e.id, (SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = e.relation::oid) \
+               FROM {schema}.sync_endpoints e WHERE system = $1 AND entity_type = $2"
+        ),
+        &[system.into(), entity_type.into()],
+    );
+    let (id, relname) = match row {
+        Some((Some(id), rel)) => (id, rel),
+        _ => fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            &format!(
+                "no table is registered as system \"{system}\", entity type \"{entity_type}\""
+            ),
+        ),
+    };
+    let users = db::one::<String>(
+        &format!(
+            "SELECT string_agg(name, ', ' ORDER BY name) FROM {schema}.sync_configs \
+              WHERE source_endpoint_id = $1 OR target_endpoint_id = $1"
+        ),
+        &[id.into()],
+    );
+    if let Some(users) = users {
+        fail(
+            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            &format!(
+                "\"{system}\".\"{entity_type}\" is used by sync config(s) {users}; delete those configs first"
+            ),
+        );
+    }
+    if let Some(relname) = relname {
+        for t in [TRIGGER_NAME, TRUNCATE_TRIGGER_NAME] {
+            db::run(
+                &format!("DROP TRIGGER IF EXISTS {} ON {relname}", quote_ident(t)),
+                &[],
+            );
+        }
+    }
+    db::run(
+        &format!("DELETE FROM {schema}.sync_endpoints WHERE id = $1"),
+        &[id.into()],
+    );
+}

@@ -1,0 +1,72 @@
+//! sync_engine: bidirectional, conflict-aware data sync inside PostgreSQL.
+//!
+//! Functional core (plain Rust, unit-tested without Postgres): `cursor`, `rowjson`,
+//! `mapping`, `merge`. Imperative shell (SPI, triggers): `capture`, `endpoints`,
+//! `changes`, `engine`, `conflicts`.
+
+use pgrx::prelude::*;
+
+pub mod capture;
+pub mod changes;
+pub mod cursor;
+pub mod db;
+pub mod endpoints;
+pub mod guc;
+pub mod mapping;
+pub mod rowjson;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+}
+
+/// Raise an ERROR with a SQLSTATE a caller can match on.
+pub fn fail(code: PgSqlErrorCode, msg: &str) -> ! {
+    ereport!(ERROR, code, msg.to_string());
+}
+
+/// The schema the extension was created in, quoted for use in SQL text.
+pub fn ext_schema() -> String {
+    let s = db::one::<String>(
+        "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
+         WHERE e.extname = 'sync_engine'",
+        &[],
+    )
+    .unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "extension sync_engine is not installed in this database",
+        )
+    });
+    capture::quote_ident(&s)
+}
+
+/// Unquoted extension schema name.
+pub fn ext_schema_raw() -> String {
+    let q = ext_schema();
+    q[1..q.len() - 1].replace("\"\"", "\"")
+}
+
+/// Quote a SQL string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pgtests;
+
+/// This module is required by `cargo pgrx test` invocations.
+/// It must be visible at the root of your extension crate.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

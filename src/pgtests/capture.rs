@@ -1,0 +1,315 @@
+#[pgrx::pg_schema]
+mod tests {
+    use crate::pgtests::util::*;
+    use pgrx::prelude::*;
+    use serde_json::json;
+
+    fn setup_contacts(system: &str) {
+        Spi::run(&format!(
+            "CREATE TABLE {system}_contacts (
+                id serial PRIMARY KEY, name text, score numeric, meta jsonb,
+                seen_at timestamp, active boolean, visits int);
+             SELECT sync_register_table('{system}', 'contacts', '{system}_contacts')"
+        ))
+        .unwrap();
+    }
+
+    fn changes(system: &str) -> serde_json::Value {
+        json(&format!(
+            "SELECT coalesce(jsonb_agg(jsonb_build_object('id', entity_id, 'op', operation, 'fields', fields,
+                     'origin', origin, 'checksum', checksum IS NOT NULL) ORDER BY id), '[]')
+               FROM change_log WHERE system = '{system}'"
+        ))
+    }
+
+    #[pg_test]
+    fn insert_update_delete_are_captured() {
+        setup_contacts("cap1");
+        Spi::run(
+            "INSERT INTO cap1_contacts (name, score, meta, seen_at, active, visits)
+             VALUES ('Ann', 1.50, '{\"tags\": [\"vip\"]}', '2026-01-02 03:04:05', true, NULL);
+             UPDATE cap1_contacts SET name = 'Anne', score = 2, visits = 3 WHERE id = 1;
+             UPDATE cap1_contacts SET name = 'Anne' WHERE id = 1;   -- changes nothing
+             DELETE FROM cap1_contacts WHERE id = 1;",
+        )
+        .unwrap();
+        let c = changes("cap1");
+        let c = c.as_array().unwrap();
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert_eq!(c[0]["op"], "insert");
+        assert_eq!(c[0]["id"], "1");
+        assert_eq!(
+            c[0]["fields"],
+            json!({
+                "id": {"old": null, "new": 1},
+                "name": {"old": null, "new": "Ann"},
+                "score": {"old": null, "new": 1.50},
+                "meta": {"old": null, "new": {"tags": ["vip"]}},
+                "seen_at": {"old": null, "new": "2026-01-02 03:04:05"},
+                "active": {"old": null, "new": true},
+                "visits": {"old": null, "new": null}
+            })
+        );
+        assert_eq!(c[0]["checksum"], true);
+        assert_eq!(c[1]["op"], "update");
+        assert_eq!(
+            c[1]["fields"],
+            json!({
+                "name": {"old": "Ann", "new": "Anne"},
+                "score": {"old": 1.50, "new": 2},
+                "visits": {"old": null, "new": 3}
+            })
+        );
+        assert_eq!(c[2]["op"], "delete");
+        assert_eq!(c[2]["fields"]["name"], json!({"old": "Anne", "new": null}));
+        assert_eq!(c[2]["checksum"], false);
+        assert_eq!(c[0]["origin"], serde_json::Value::Null);
+    }
+
+    #[pg_test]
+    fn change_records_carry_txid_and_time() {
+        setup_contacts("cap2");
+        Spi::run("INSERT INTO cap2_contacts (name) VALUES ('a'), ('b')").unwrap();
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM change_log WHERE system = 'cap2'
+                   AND txid = pg_current_xact_id() AND changed_at <= clock_timestamp()"
+            ),
+            2
+        );
+    }
+
+    #[pg_test]
+    fn setting_nulls_and_json_and_timestamps() {
+        setup_contacts("cap3");
+        Spi::run(
+            "INSERT INTO cap3_contacts (name, meta, seen_at) VALUES ('x', '{\"a\": 1}', '2026-05-05 10:00');
+             UPDATE cap3_contacts SET name = NULL, meta = '{\"a\": 2, \"b\": null}', seen_at = NULL;",
+        )
+        .unwrap();
+        let f =
+            json("SELECT fields FROM change_log WHERE system = 'cap3' AND operation = 'update'");
+        assert_eq!(
+            f,
+            json!({
+                "name": {"old": "x", "new": null},
+                "meta": {"old": {"a": 1}, "new": {"a": 2, "b": null}},
+                "seen_at": {"old": "2026-05-05 10:00:00", "new": null}
+            })
+        );
+    }
+
+    #[pg_test]
+    fn checksum_follows_content() {
+        setup_contacts("cap4");
+        Spi::run(
+            "INSERT INTO cap4_contacts (id, name) VALUES (1, 'same'), (2, 'same');
+             UPDATE cap4_contacts SET name = 'other' WHERE id = 1;
+             UPDATE cap4_contacts SET name = 'same' WHERE id = 1;",
+        )
+        .unwrap();
+        let sums = json(
+            "SELECT jsonb_agg(checksum ORDER BY id) FROM change_log WHERE system = 'cap4' AND entity_id = '1'",
+        );
+        let s = sums.as_array().unwrap();
+        assert_eq!(s.len(), 3);
+        assert_ne!(s[0], s[1]);
+        assert_eq!(s[0], s[2], "same content, same checksum");
+        assert_eq!(s[0].as_str().unwrap().len(), 64);
+    }
+
+    #[pg_test]
+    fn origin_setting_is_recorded() {
+        setup_contacts("cap5");
+        Spi::run(
+            "SET LOCAL sync_engine.origin = 'config:7';
+             INSERT INTO cap5_contacts (name) VALUES ('engine');
+             SET LOCAL sync_engine.origin = '';
+             INSERT INTO cap5_contacts (name) VALUES ('user');",
+        )
+        .unwrap();
+        let o = json("SELECT jsonb_agg(origin ORDER BY id) FROM change_log WHERE system = 'cap5'");
+        assert_eq!(o, json!(["config:7", null]));
+    }
+
+    #[pg_test]
+    fn key_change_is_delete_plus_insert() {
+        setup_contacts("cap6");
+        Spi::run("INSERT INTO cap6_contacts (id, name) VALUES (1, 'a'); UPDATE cap6_contacts SET id = 5;").unwrap();
+        let c = json(
+            "SELECT jsonb_agg(jsonb_build_array(operation, entity_id) ORDER BY id) FROM change_log WHERE system = 'cap6'",
+        );
+        assert_eq!(
+            c,
+            json!([["insert", "1"], ["delete", "1"], ["insert", "5"]])
+        );
+    }
+
+    #[pg_test]
+    fn explicit_key_column_and_text_keys() {
+        Spi::run(
+            "CREATE TABLE cap7_people (email text NOT NULL UNIQUE, name text);
+             SELECT sync_register_table('cap7', 'people', 'cap7_people', 'email');
+             INSERT INTO cap7_people VALUES ('a@x.io', 'A');",
+        )
+        .unwrap();
+        assert_eq!(
+            text("SELECT entity_id FROM change_log WHERE system = 'cap7'").unwrap(),
+            "a@x.io"
+        );
+    }
+
+    #[pg_test]
+    fn unregister_removes_the_trigger() {
+        setup_contacts("cap8");
+        Spi::run(
+            "SELECT sync_unregister_table('cap8', 'contacts');
+             INSERT INTO cap8_contacts (name) VALUES ('not captured');",
+        )
+        .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM change_log WHERE system = 'cap8'"),
+            0
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM sync_endpoints WHERE system = 'cap8'"),
+            0
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'cap8_contacts'::regclass"),
+            0
+        );
+        expect_error(
+            "SELECT sync_unregister_table('cap8', 'contacts')",
+            "42704",
+            &["cap8", "contacts"],
+        );
+        // registering again works after unregistering
+        Spi::run("SELECT sync_register_table('cap8', 'contacts', 'cap8_contacts')").unwrap();
+    }
+
+    #[pg_test]
+    fn truncate_is_refused() {
+        setup_contacts("cap9");
+        expect_error(
+            "TRUNCATE cap9_contacts",
+            "0A000",
+            &["TRUNCATE", "sync_unregister_table"],
+        );
+    }
+
+    fn nothing_registered(system: &str) {
+        assert_eq!(
+            count(&format!(
+                "SELECT count(*) FROM sync_endpoints WHERE system = '{system}'"
+            )),
+            0
+        );
+    }
+
+    #[pg_test]
+    fn bad_registrations_are_refused_whole() {
+        Spi::run(
+            "CREATE TABLE bad_nopk (a int, b text);
+             CREATE TABLE bad_twokey (a int, b int, PRIMARY KEY (a, b));
+             CREATE TABLE bad_nullable (a int UNIQUE, b text);
+             CREATE TABLE bad_ok (id int PRIMARY KEY, b text);
+             CREATE VIEW bad_view AS SELECT * FROM bad_ok;",
+        )
+        .unwrap();
+        expect_error(
+            "SELECT sync_register_table('bad', 'x', 'bad_nopk')",
+            "42P16",
+            &["bad_nopk", "primary key"],
+        );
+        expect_error(
+            "SELECT sync_register_table('bad', 'x', 'bad_twokey')",
+            "42P16",
+            &["2 columns", "key_column"],
+        );
+        expect_error(
+            "SELECT sync_register_table('bad', 'x', 'bad_view')",
+            "42809",
+            &["bad_view", "view"],
+        );
+        expect_error(
+            "SELECT sync_register_table('bad', 'x', 'bad_missing')",
+            "42P01",
+            &["bad_missing"],
+        );
+        expect_error(
+            "SELECT sync_register_table('bad', 'x', 'bad_ok', 'nope')",
+            "42703",
+            &["nope", "bad_ok"],
+        );
+        expect_error(
+            "SELECT sync_register_table('bad', 'x', 'bad_nullable', 'a')",
+            "42P16",
+            &["nullable"],
+        );
+        expect_error(
+            "SELECT sync_register_table('bad', 'x', 'bad_nopk', 'a')",
+            "42P16",
+            &["unique index"],
+        );
+        expect_error(
+            "SELECT sync_register_table('', 'x', 'bad_ok')",
+            "22023",
+            &["system"],
+        );
+        nothing_registered("bad");
+        assert_eq!(
+            count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'bad_ok'::regclass"),
+            0
+        );
+
+        Spi::run("SELECT sync_register_table('bad', 'x', 'bad_ok')").unwrap();
+        expect_error(
+            "SELECT sync_register_table('bad2', 'y', 'bad_ok')",
+            "42710",
+            &["already registered", "bad"],
+        );
+        expect_error(
+            "SELECT sync_register_table('bad', 'x', 'bad_nopk', 'a')",
+            "42710",
+            &["already registered"],
+        );
+        nothing_registered("bad2");
+        assert_eq!(
+            count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'bad_ok'::regclass"),
+            2
+        );
+    }
+
+    #[pg_test]
+    fn changes_window_reads_each_change_once() {
+        setup_contacts("win1");
+        let p0 = text("SELECT sync_position()").unwrap();
+        Spi::run("INSERT INTO win1_contacts (name) VALUES ('a')").unwrap();
+        // our own transaction is still in progress: not visible in a snapshot yet
+        let p1 = text("SELECT sync_position()").unwrap();
+        assert_eq!(
+            count(&format!(
+                "SELECT count(*) FROM sync_changes(NULL, '{p1}', 'win1')"
+            )),
+            0,
+            "uncommitted work is not in any window"
+        );
+        assert_eq!(
+            count(&format!(
+                "SELECT count(*) FROM sync_changes('{p0}', '{p1}', 'win1')"
+            )),
+            0
+        );
+        expect_error(
+            &format!("SELECT * FROM sync_changes('{p1}', 'garbage')"),
+            "22023",
+            &["invalid sync position"],
+        );
+        expect_error(
+            "SELECT * FROM sync_changes('100:104:', '10:14:')",
+            "22023",
+            &["does not follow"],
+        );
+    }
+}
