@@ -13,6 +13,7 @@ pub mod db;
 pub mod endpoints;
 pub mod guc;
 pub mod mapping;
+pub mod merge;
 pub mod rowjson;
 
 ::pgrx::pg_module_magic!(name, version);

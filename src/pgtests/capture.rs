@@ -22,6 +22,10 @@ mod tests {
         ))
     }
 
+    /// Used by plain #[test]s to start the test cluster.
+    #[pg_test]
+    fn ready() {}
+
     #[pg_test]
     fn insert_update_delete_are_captured() {
         setup_contacts("cap1");
