@@ -8,10 +8,20 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-/// The current position: this statement's snapshot.
+/// The current position: this statement's snapshot, with our own transaction (if it
+/// has written anything) counted as in progress.
 pub fn current_position() -> Snapshot {
-    let s = db::one::<String>("SELECT pg_current_snapshot()::text", &[]).expect("snapshot");
-    Snapshot::parse(&s).unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.0))
+    let (s, own) = db::two::<String, String>(
+        "SELECT pg_current_snapshot()::text, pg_current_xact_id_if_assigned()::text",
+        &[],
+    )
+    .expect("snapshot");
+    let snap = Snapshot::parse(&s.unwrap_or_default())
+        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.0));
+    match own.and_then(|x| x.parse::<u64>().ok()) {
+        Some(xid) => snap.with_in_progress(xid),
+        None => snap,
+    }
 }
 
 /// Build the window (prev, cur], refusing malformed or backwards positions.

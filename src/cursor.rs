@@ -67,6 +67,20 @@ impl Snapshot {
         self.xip.binary_search(&xid).is_err()
     }
 
+    /// Treat `xid` (the reader's own transaction) as still in progress: its changes
+    /// belong to the first window read after it commits, never to one read inside it
+    /// (a snapshot does not list its own transaction, so without this a second read in
+    /// the same transaction would pass over changes made between the two reads).
+    pub fn with_in_progress(mut self, xid: u64) -> Snapshot {
+        if xid >= self.xmax || self.xip.binary_search(&xid).is_ok() {
+            return self;
+        }
+        self.xmin = self.xmin.min(xid);
+        let at = self.xip.binary_search(&xid).unwrap_err();
+        self.xip.insert(at, xid);
+        self
+    }
+
     /// Does `self` come at or after `prev`: everything visible in prev is visible here?
     pub fn follows(&self, prev: &Snapshot) -> bool {
         if self.xmax < prev.xmax || self.xmin < prev.xmin {
@@ -211,6 +225,25 @@ mod tests {
                 assert!(xid >= w.lower_bound() && xid < w.upper_bound());
             }
         }
+    }
+
+    #[test]
+    fn own_transaction_counts_as_in_progress() {
+        let s = snap("100:110:105").with_in_progress(103);
+        assert_eq!(s.to_string(), "100:110:103,105");
+        assert!(!s.is_visible(103));
+        assert_eq!(
+            snap("100:110:").with_in_progress(95).to_string(),
+            "95:110:95"
+        );
+        assert_eq!(
+            snap("100:110:").with_in_progress(120).to_string(),
+            "100:110:",
+            "not yet visible anyway"
+        );
+        // the next read after commit picks it up, once
+        let w = Window::new(Some(snap("100:110:103,105")), snap("106:112:")).unwrap();
+        assert!(w.contains(103));
     }
 
     #[test]

@@ -21,6 +21,21 @@ pub struct Endpoint {
     pub key_type: String,
     /// user columns (not dropped, not system), in attribute order
     pub columns: Vec<String>,
+    /// `format_type` of each column, same order
+    pub column_types: Vec<String>,
+    /// the key column's default expression, if any (used to make keys for new rows)
+    pub key_default: Option<String>,
+    /// the key is an identity column (inserts need OVERRIDING SYSTEM VALUE)
+    pub key_identity: bool,
+}
+
+impl Endpoint {
+    pub fn column_type(&self, col: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .position(|c| c == col)
+            .map(|i| self.column_types[i].as_str())
+    }
 }
 
 fn check_name(what: &str, v: &str) {
@@ -91,14 +106,35 @@ pub fn load_by_id(id: i64) -> Endpoint {
             )
             .unwrap_or_else(|e| spi_fail(e));
         let mut columns = Vec::new();
+        let mut column_types = Vec::new();
         let mut key_type = None;
         for row in cols {
             let name: String = row.get(1).ok().flatten().unwrap_or_default();
             let ty: String = row.get(2).ok().flatten().unwrap_or_default();
             if name == key_column {
-                key_type = Some(ty);
+                key_type = Some(ty.clone());
             }
             columns.push(name);
+            column_types.push(ty);
+        }
+        let key_info = client
+            .select(
+                "SELECT pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '', \
+                        pg_get_serial_sequence($1, a.attname) \
+                   FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                  WHERE a.attrelid = $1::regclass AND a.attname = $2",
+                Some(1),
+                &[table.as_str().into(), key_column.as_str().into()],
+            )
+            .unwrap_or_else(|e| spi_fail(e));
+        let (mut key_default, mut key_identity) = (None, false);
+        if let Some(r) = key_info.into_iter().next() {
+            key_identity = r.get::<bool>(2).ok().flatten().unwrap_or(false);
+            key_default = r.get::<String>(1).ok().flatten();
+            if key_identity {
+                let seq: Option<String> = r.get(3).ok().flatten();
+                key_default = seq.map(|s| format!("nextval({})", crate::quote_literal(&s)));
+            }
         }
         let key_type = key_type.unwrap_or_else(|| {
             fail(
@@ -114,6 +150,9 @@ pub fn load_by_id(id: i64) -> Endpoint {
             key_column,
             key_type,
             columns,
+            column_types,
+            key_default,
+            key_identity,
         }
     })
 }

@@ -8,13 +8,17 @@ use pgrx::prelude::*;
 
 pub mod capture;
 pub mod changes;
+pub mod config;
+pub mod conflicts;
 pub mod cursor;
 pub mod db;
 pub mod endpoints;
+pub mod engine;
 pub mod guc;
 pub mod mapping;
 pub mod merge;
 pub mod rowjson;
+pub mod subxact;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -1,0 +1,270 @@
+//! Sync configs: creation (validated whole) and loading for a run.
+
+use crate::db;
+use crate::endpoints::{self, Endpoint};
+use crate::mapping::Mapping;
+use crate::merge::{coerce, Direction, Row, Strategy, ValueKind};
+use crate::{ext_schema, fail};
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+pub struct Config {
+    pub id: i64,
+    pub name: String,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub mapping: Mapping,
+    pub strategy: Strategy,
+    pub direction: Direction,
+    /// target-space fields whose values identify the same entity on both sides
+    pub match_on: Vec<String>,
+    pub position: Option<String>,
+}
+
+impl Config {
+    /// Target-space fields in mapping order.
+    pub fn fields(&self) -> Vec<String> {
+        self.mapping.target_columns()
+    }
+    pub fn target_kind(&self, field: &str) -> ValueKind {
+        ValueKind::of_type(self.target.column_type(field).unwrap_or(""))
+    }
+    pub fn source_kind(&self, col: &str) -> ValueKind {
+        ValueKind::of_type(self.source.column_type(col).unwrap_or(""))
+    }
+    /// Source row -> target-space values, coerced to the target columns' types.
+    pub fn project(&self, row: &Row) -> Result<Row, String> {
+        let m = self.mapping.to_target(row).map_err(|e| e.0)?;
+        Ok(m.into_iter()
+            .map(|(k, v)| (k.clone(), coerce(v, self.target_kind(&k))))
+            .collect())
+    }
+
+    /// Target-space values -> source columns, coerced to the source columns' types.
+    pub fn unproject(&self, row: &Row) -> Result<Row, String> {
+        let m = self.mapping.to_source(row).map_err(|e| e.0)?;
+        Ok(m.into_iter()
+            .map(|(k, v)| (k.clone(), coerce(v, self.source_kind(&k))))
+            .collect())
+    }
+
+    /// The tag the engine's writes carry in change_log.origin.
+    pub fn origin(&self) -> String {
+        format!("sync_engine:config:{}", self.id)
+    }
+}
+
+fn bad(msg: String) -> ! {
+    fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &msg)
+}
+
+/// Validate a mapping against both endpoints; NULL mapping = same-named columns.
+fn resolve_mapping(
+    mapping: Option<&serde_json::Value>,
+    source: &Endpoint,
+    target: &Endpoint,
+) -> Mapping {
+    let m = match mapping {
+        None | Some(serde_json::Value::Null) => {
+            let common: Vec<String> = source
+                .columns
+                .iter()
+                .filter(|c| {
+                    **c != source.key_column
+                        && **c != target.key_column
+                        && target.columns.contains(c)
+                })
+                .cloned()
+                .collect();
+            if common.is_empty() {
+                bad(format!(
+                    "{} and {} have no same-named columns besides their keys; pass a field_mapping",
+                    source.table, target.table
+                ));
+            }
+            Mapping::identity(&common)
+        }
+        Some(v) => Mapping::parse(v).unwrap_or_else(|e| bad(e.0)),
+    };
+    for c in m.source_columns() {
+        if !source.columns.contains(&c) {
+            fail(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                &format!(
+                    "field_mapping names source column \"{c}\", which {} does not have; its columns are: {}",
+                    source.table,
+                    source.columns.join(", ")
+                ),
+            );
+        }
+        if c == source.key_column {
+            bad(format!(
+                "field_mapping maps \"{c}\", the key of {}; keys are linked by the engine, not mapped",
+                source.table
+            ));
+        }
+    }
+    for c in m.target_columns() {
+        if !target.columns.contains(&c) {
+            fail(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                &format!(
+                    "field_mapping names target column \"{c}\", which {} does not have; its columns are: {}",
+                    target.table,
+                    target.columns.join(", ")
+                ),
+            );
+        }
+        if c == target.key_column {
+            bad(format!(
+                "field_mapping maps \"{c}\", the key of {}; keys are linked by the engine, not mapped",
+                target.table
+            ));
+        }
+    }
+    m
+}
+
+/// match_on names may be source or target column names of the mapping; they are kept
+/// as the target-space fields they feed.
+fn resolve_match_on(names: &[String], m: &Mapping) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in names {
+        let unit = m
+            .fields
+            .iter()
+            .find(|f| f.target.contains(n) || f.source.contains(n));
+        match unit {
+            Some(u) if u.target.contains(n) => out.push(n.clone()),
+            Some(u) => out.extend(u.target.iter().cloned()),
+            None => bad(format!(
+                "match_on names \"{n}\", which is not a mapped field; mapped target fields are: {}",
+                m.target_columns().join(", ")
+            )),
+        }
+    }
+    out.dedup();
+    out
+}
+
+#[pg_extern]
+#[allow(clippy::too_many_arguments)]
+fn sync_create_config(
+    name: &str,
+    source_system: &str,
+    target_system: &str,
+    entity_type: &str,
+    field_mapping: default!(Option<JsonB>, "NULL"),
+    conflict_strategy: default!(&str, "'latest_wins'"),
+    sync_direction: default!(&str, "'bidirectional'"),
+    sync_interval: default!(Interval, "'5 minutes'"),
+    match_on: default!(Option<Vec<String>>, "NULL"),
+    target_entity_type: default!(Option<&str>, "NULL"),
+) -> i64 {
+    if name.trim().is_empty() {
+        bad("config name must be a non-empty text".into());
+    }
+    Strategy::parse(conflict_strategy).unwrap_or_else(|e| bad(e));
+    Direction::parse(sync_direction).unwrap_or_else(|e| bad(e));
+    let target_et = target_entity_type.unwrap_or(entity_type);
+    let source = endpoints::load(source_system, entity_type);
+    let target = endpoints::load(target_system, target_et);
+    if source.id == target.id {
+        bad(format!("source and target are the same endpoint ({source_system}.{entity_type}); a config syncs two different tables"));
+    }
+    let mapping = resolve_mapping(field_mapping.as_ref().map(|j| &j.0), &source, &target);
+    let match_on = match_on.unwrap_or_default();
+    resolve_match_on(&match_on, &mapping);
+    let positive =
+        db::one::<bool>("SELECT $1 > interval '0'", &[sync_interval.into()]).unwrap_or(false);
+    if !positive {
+        bad("sync_interval must be positive, e.g. '5 minutes'".into());
+    }
+    let schema = ext_schema();
+    if db::one::<i64>(
+        &format!("SELECT id FROM {schema}.sync_configs WHERE name = $1"),
+        &[name.into()],
+    )
+    .is_some()
+    {
+        fail(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            &format!("a sync config named \"{name}\" already exists"),
+        );
+    }
+    db::one::<i64>(
+        &format!(
+            "INSERT INTO {schema}.sync_configs (name, source_system, target_system, entity_type, target_entity_type,
+                 source_endpoint_id, target_endpoint_id, field_mapping, conflict_strategy, sync_direction,
+                 sync_interval, match_on)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id"
+        ),
+        &[
+            name.into(),
+            source_system.into(),
+            target_system.into(),
+            entity_type.into(),
+            target_et.into(),
+            source.id.into(),
+            target.id.into(),
+            field_mapping.into(),
+            conflict_strategy.into(),
+            sync_direction.into(),
+            sync_interval.into(),
+            (if match_on.is_empty() { None } else { Some(match_on) }).into(),
+        ],
+    )
+    .expect("INSERT RETURNING gives a row")
+}
+
+/// Load a config for a run; ERROR when it does not exist.
+pub fn load(id: i64) -> Config {
+    let schema = ext_schema();
+    let row = Spi::connect(|client| {
+        let t = client
+            .select(
+                &format!(
+                    "SELECT name, source_endpoint_id, target_endpoint_id, field_mapping, conflict_strategy,
+                            sync_direction, match_on, position
+                       FROM {schema}.sync_configs WHERE id = $1"
+                ),
+                Some(1),
+                &[id.into()],
+            )
+            .unwrap_or_else(|e| db::spi_fail(e));
+        t.into_iter().next().map(|r| {
+            (
+                r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                r.get::<i64>(2).ok().flatten().unwrap_or_default(),
+                r.get::<i64>(3).ok().flatten().unwrap_or_default(),
+                r.get::<JsonB>(4).ok().flatten().map(|j| j.0),
+                r.get::<String>(5).ok().flatten().unwrap_or_default(),
+                r.get::<String>(6).ok().flatten().unwrap_or_default(),
+                r.get::<Vec<String>>(7).ok().flatten().unwrap_or_default(),
+                r.get::<String>(8).ok().flatten(),
+            )
+        })
+    });
+    let Some((name, src_id, tgt_id, mapping, strategy, direction, match_on, position)) = row else {
+        fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            &format!("sync config {id} does not exist"),
+        );
+    };
+    let source = endpoints::load_by_id(src_id);
+    let target = endpoints::load_by_id(tgt_id);
+    let mapping = resolve_mapping(mapping.as_ref(), &source, &target);
+    let match_on = resolve_match_on(&match_on, &mapping);
+    Config {
+        id,
+        name,
+        source,
+        target,
+        mapping,
+        strategy: Strategy::parse(&strategy).unwrap_or_else(|e| bad(e)),
+        direction: Direction::parse(&direction).unwrap_or_else(|e| bad(e)),
+        match_on,
+        position,
+    }
+}

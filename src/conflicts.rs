@@ -1,0 +1,306 @@
+//! sync_resolve_conflict: apply a person's decision on a queued conflict to both sides
+//! (as the engine, so nothing echoes), update the link's base, close the conflict.
+
+use crate::config;
+use crate::db::{self, spi_fail};
+use crate::engine::{
+    delete_rows, insert_rows, jsonb_arg, load_rows, new_keys, update_rows, LOCK_CLASS,
+};
+use crate::merge::{base_checksum, Row};
+use crate::{ext_schema, fail};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+pub const CHOICES: &[&str] = &["source", "target", "merged"];
+
+fn bad(msg: String) -> ! {
+    fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &msg)
+}
+
+struct Pending {
+    config_id: i64,
+    source_id: Option<String>,
+    target_id: Option<String>,
+    kind: String,
+    fields: Vec<String>,
+    source_value: Value,
+    target_value: Value,
+    resolution: String,
+    resolved_at: Option<String>,
+}
+
+fn load(schema: &str, id: i64) -> Pending {
+    let row = Spi::connect(|c| {
+        let t = c
+            .select(
+                &format!(
+                    "SELECT config_id, source_id, target_id, kind, fields, source_value, target_value, resolution,
+                            resolved_at::text
+                       FROM {schema}.sync_conflicts WHERE id = $1 FOR UPDATE"
+                ),
+                Some(1),
+                &[id.into()],
+            )
+            .unwrap_or_else(|e| spi_fail(e));
+        t.into_iter().next().map(|r| Pending {
+            config_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+            source_id: r.get::<String>(2).ok().flatten(),
+            target_id: r.get::<String>(3).ok().flatten(),
+            kind: r.get::<String>(4).ok().flatten().unwrap_or_default(),
+            fields: r.get::<Vec<String>>(5).ok().flatten().unwrap_or_default(),
+            source_value: r
+                .get::<JsonB>(6)
+                .ok()
+                .flatten()
+                .map_or(Value::Null, |j| j.0),
+            target_value: r
+                .get::<JsonB>(7)
+                .ok()
+                .flatten()
+                .map_or(Value::Null, |j| j.0),
+            resolution: r.get::<String>(8).ok().flatten().unwrap_or_default(),
+            resolved_at: r.get::<String>(9).ok().flatten(),
+        })
+    });
+    row.unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            &format!("sync conflict {id} does not exist"),
+        )
+    })
+}
+
+/// Resolve a conflict: 'source' or 'target' takes that side's value, 'merged' takes
+/// `merged` (an object with a value for every conflicting field).
+#[pg_extern(volatile)]
+fn sync_resolve_conflict(
+    conflict_id: i64,
+    choice: &str,
+    merged: default!(Option<JsonB>, "NULL"),
+) -> JsonB {
+    if !CHOICES.contains(&choice) {
+        bad(format!(
+            "unknown conflict choice \"{choice}\"; allowed: {}",
+            CHOICES.join(", ")
+        ));
+    }
+    let schema = ext_schema();
+    let c = load(&schema, conflict_id);
+    if c.resolution != "pending" {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            &format!(
+                "sync conflict {conflict_id} is already resolved ({}, at {})",
+                c.resolution,
+                c.resolved_at.unwrap_or_default()
+            ),
+        );
+    }
+    let merged = match (choice, merged) {
+        ("merged", Some(JsonB(Value::Object(m)))) => {
+            let missing: Vec<&String> = c.fields.iter().filter(|f| !m.contains_key(*f)).collect();
+            if missing.is_empty() || c.kind != "update_update" {
+                Some(m)
+            } else {
+                bad(format!(
+                    "merged must give a value for every conflicting field; missing: {}",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+        }
+        ("merged", Some(_)) => bad(
+            "merged must be a JSON object of field -> value, e.g. {\"phone\": \"555-3\"}".into(),
+        ),
+        ("merged", None) => {
+            bad("choice 'merged' needs the merged values, e.g. {\"phone\": \"555-3\"}".into())
+        }
+        (_, Some(_)) => bad(format!(
+            "merged values are only used with choice 'merged', not '{choice}'"
+        )),
+        (_, None) => None,
+    };
+    // never interleave with a run of the same config
+    db::run(
+        "SELECT pg_advisory_xact_lock($1, $2::int)",
+        &[LOCK_CLASS.into(), c.config_id.into()],
+    );
+    let cfg = config::load(c.config_id);
+    let prev_origin = db::one::<String>("SELECT current_setting('sync_engine.origin', true)", &[]);
+    db::run(
+        "SELECT set_config('sync_engine.origin', $1, true)",
+        &[cfg.origin().into()],
+    );
+    let fields = cfg.fields();
+
+    let src_row = c
+        .source_id
+        .as_ref()
+        .and_then(|s| load_rows(&cfg.source, std::slice::from_ref(s)).remove(s));
+    let tgt_row = c
+        .target_id
+        .as_ref()
+        .and_then(|t| load_rows(&cfg.target, std::slice::from_ref(t)).remove(t));
+    let target_view = |r: &Row| -> Row {
+        fields
+            .iter()
+            .map(|f| (f.clone(), r.get(f).cloned().unwrap_or(Value::Null)))
+            .collect()
+    };
+    let src_proj = src_row
+        .as_ref()
+        .map(|r| cfg.project(r).unwrap_or_else(|e| bad(e)));
+    let tgt_vals = tgt_row.as_ref().map(target_view);
+
+    // the entity as it should be afterwards, in target names; None = deleted
+    let decided: Option<Row> = match c.kind.as_str() {
+        "update_update" => {
+            let mut v = tgt_vals.clone().or(src_proj.clone()).unwrap_or_else(|| {
+                bad(format!(
+                    "both rows of conflict {conflict_id} are gone; nothing to resolve"
+                ))
+            });
+            for f in &c.fields {
+                let val = match choice {
+                    "source" => c.source_value.clone(),
+                    "target" => c.target_value.clone(),
+                    _ => merged
+                        .as_ref()
+                        .and_then(|m| m.get(f))
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                };
+                v.insert(f.clone(), val);
+            }
+            // fields not in conflict keep the agreed (target) values; source's unmerged
+            // non-conflicting edits were synced by the run already
+            Some(v)
+        }
+        // source deleted, target updated
+        "delete_update" => match choice {
+            "source" => None,
+            "target" => tgt_vals.clone(),
+            _ => tgt_vals.clone().map(|mut v| {
+                v.extend(merged.clone().unwrap_or_default());
+                v
+            }),
+        },
+        // source updated, target deleted
+        _ => match choice {
+            "target" => None,
+            "source" => src_proj.clone(),
+            _ => src_proj.clone().map(|mut v| {
+                v.extend(merged.clone().unwrap_or_default());
+                v
+            }),
+        },
+    };
+
+    let mut source_id = src_row.as_ref().and(c.source_id.clone());
+    let mut target_id = tgt_row.as_ref().and(c.target_id.clone());
+    match &decided {
+        None => {
+            if let Some(s) = &source_id {
+                delete_rows(&cfg.source, std::slice::from_ref(s));
+            }
+            if let Some(t) = &target_id {
+                delete_rows(&cfg.target, std::slice::from_ref(t));
+            }
+            source_id = None;
+            target_id = None;
+        }
+        Some(v) => {
+            let want_src = cfg.unproject(v).unwrap_or_else(|e| bad(e));
+            match (&source_id, &src_row) {
+                (Some(s), Some(cur)) => {
+                    let diff: Row = want_src
+                        .into_iter()
+                        .filter(|(k, val)| {
+                            !cur.get(k)
+                                .is_some_and(|c| crate::mapping::values_equal(c, val))
+                        })
+                        .collect();
+                    if !diff.is_empty() {
+                        let mut m = serde_json::Map::new();
+                        m.insert(s.clone(), Value::Object(diff));
+                        update_rows(&cfg.source, m);
+                    }
+                }
+                _ => {
+                    let key = new_keys(&cfg.source, &[target_id.clone()]).remove(0);
+                    let mut m = serde_json::Map::new();
+                    m.insert(key.clone(), Value::Object(want_src));
+                    insert_rows(&cfg.source, &cfg.mapping.source_columns(), m);
+                    source_id = Some(key);
+                }
+            }
+            match (&target_id, &tgt_vals) {
+                (Some(t), Some(cur)) => {
+                    let diff: Row = v
+                        .iter()
+                        .filter(|(k, val)| {
+                            !cur.get(*k)
+                                .is_some_and(|c| crate::mapping::values_equal(c, val))
+                        })
+                        .map(|(k, val)| (k.clone(), val.clone()))
+                        .collect();
+                    if !diff.is_empty() {
+                        let mut m = serde_json::Map::new();
+                        m.insert(t.clone(), Value::Object(diff));
+                        update_rows(&cfg.target, m);
+                    }
+                }
+                _ => {
+                    let key = new_keys(&cfg.target, &[source_id.clone()]).remove(0);
+                    let mut m = serde_json::Map::new();
+                    m.insert(key.clone(), Value::Object(v.clone()));
+                    insert_rows(&cfg.target, &fields, m);
+                    target_id = Some(key);
+                }
+            }
+        }
+    }
+    // the link: drop the old one, write the agreed base
+    db::run(
+        &format!("DELETE FROM {schema}.sync_links WHERE config_id = $1 AND (source_id = $2 OR target_id = $3)"),
+        &[c.config_id.into(), c.source_id.clone().into(), c.target_id.clone().into()],
+    );
+    if let (Some(v), Some(s), Some(t)) = (&decided, &source_id, &target_id) {
+        db::run(
+            &format!(
+                "INSERT INTO {schema}.sync_links (config_id, source_id, target_id, base, base_checksum)
+                 VALUES ($1, $2, $3, $4, $5)"
+            ),
+            &[c.config_id.into(), s.clone().into(), t.clone().into(), jsonb_arg(Value::Object(v.clone())).into(), base_checksum(v).into()],
+        );
+    }
+    let resolved_value = match &decided {
+        Some(v) => Value::Object(
+            c.fields
+                .iter()
+                .filter_map(|f| v.get(f).map(|x| (f.clone(), x.clone())))
+                .collect(),
+        ),
+        None => Value::Null,
+    };
+    db::run(
+        &format!(
+            "UPDATE {schema}.sync_conflicts SET resolution = $2, resolved_value = $3, resolved_at = now(),
+                    resolved_by = current_user
+              WHERE id = $1"
+        ),
+        &[conflict_id.into(), choice.into(), jsonb_arg(resolved_value.clone()).into()],
+    );
+    db::run(
+        "SELECT set_config('sync_engine.origin', $1, true)",
+        &[prev_origin.unwrap_or_default().into()],
+    );
+    JsonB(json!({
+        "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
+        "source_id": source_id, "target_id": target_id, "deleted": decided.is_none(),
+    }))
+}

@@ -1,0 +1,973 @@
+//! sync_execute: one incremental run of a config. The shell around `merge`: it reads
+//! what changed since the config's position, loads the touched rows in batches, lets
+//! the pure merge decide, and applies the decisions set-based, one subtransaction per
+//! batch (falling back to one per entity to isolate a failing one). Everything —
+//! writes, links, conflicts, the new position and the run record — commits together.
+
+use crate::changes;
+use crate::config::{self, Config};
+use crate::db::{self, spi_fail};
+use crate::endpoints::Endpoint;
+use crate::merge::{self, Conflict, Input, LinkAction, Plan, Row, Times, Write};
+use crate::subxact;
+use crate::{ext_schema, fail};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+
+const BATCH: i64 = 500;
+/// Advisory lock class for "a run of config N is in progress".
+pub const LOCK_CLASS: i32 = 0x5359_4e43; // 'SYNC'
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub synced: i64,
+    pub conflicts: i64,
+    pub errors: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub deleted: i64,
+}
+
+/// One entity pair to look at, from the work list.
+struct Item {
+    source_id: Option<String>,
+    target_id: Option<String>,
+    source_times: Times,
+    target_times: Times,
+}
+
+/// What to do for one entity pair, in table column names.
+#[derive(Clone)]
+struct Op {
+    source_id: Option<String>,
+    target_id: Option<String>,
+    /// link source id before this run (relinking removes it)
+    old_link: Option<String>,
+    target_write: Option<Write>,
+    source_write: Option<Write>,
+    link: LinkAction,
+    conflicts: Vec<Conflict>,
+}
+
+struct Run<'a> {
+    cfg: &'a Config,
+    schema: String,
+    run_id: i64,
+    fields: Vec<String>,
+    stats: Stats,
+}
+
+#[pg_extern(volatile)]
+fn sync_execute(config_id: i64) -> JsonB {
+    JsonB(execute(config_id, "manual"))
+}
+
+/// Run a config now. `started_by` is recorded in sync_runs (manual, worker, cron).
+pub fn execute(config_id: i64, started_by: &str) -> Value {
+    let iso = db::one::<String>("SELECT current_setting('transaction_isolation')", &[])
+        .unwrap_or_default();
+    if iso != "read committed" {
+        fail(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            &format!("sync_execute must run at READ COMMITTED isolation, not {iso}"),
+        );
+    }
+    let cfg = config::load(config_id);
+    let locked = db::one::<bool>(
+        "SELECT pg_try_advisory_xact_lock($1, $2::int)",
+        &[LOCK_CLASS.into(), config_id.into()],
+    )
+    .unwrap_or(false);
+    if !locked {
+        fail(
+            PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+            &format!(
+                "sync config {config_id} (\"{}\") is already running in another session; runs of one config never overlap, try again when it finishes",
+                cfg.name
+            ),
+        );
+    }
+    // re-read the position now that we hold the lock: a run that just finished moved it
+    let cfg = config::load(config_id);
+    let schema = ext_schema();
+    let started = std::time::Instant::now();
+    let cur = changes::current_position();
+    let window = changes::window(cfg.position.as_deref(), &cur.to_string());
+    let run_id = db::one::<i64>(
+        &format!(
+            "INSERT INTO {schema}.sync_runs (config_id, started_by) VALUES ($1, $2) RETURNING id"
+        ),
+        &[config_id.into(), started_by.into()],
+    )
+    .expect("run id");
+    let prev_origin = db::one::<String>("SELECT current_setting('sync_engine.origin', true)", &[]);
+    db::run(
+        "SELECT set_config('sync_engine.origin', $1, true)",
+        &[cfg.origin().into()],
+    );
+
+    let mut run = Run {
+        cfg: &cfg,
+        schema: schema.clone(),
+        run_id,
+        fields: cfg.fields(),
+        stats: Stats::default(),
+    };
+    let work_sql = if cfg.position.is_none() {
+        initial_work_sql(&cfg, &schema)
+    } else {
+        work_sql(&cfg, &schema, &window)
+    };
+    Spi::connect(|client| {
+        let mut cursor = client
+            .try_open_cursor(&work_sql, &[cfg.id.into(), cfg.origin().into()])
+            .unwrap_or_else(|e| spi_fail(e));
+        loop {
+            let t = cursor.fetch(BATCH).unwrap_or_else(|e| spi_fail(e));
+            if t.is_empty() {
+                break;
+            }
+            let items: Vec<Item> = t
+                .map(|r| Item {
+                    source_id: r.get::<String>(1).ok().flatten(),
+                    target_id: r.get::<String>(2).ok().flatten(),
+                    source_times: times(
+                        r.get::<JsonB>(3).ok().flatten(),
+                        r.get::<i64>(4).ok().flatten(),
+                    ),
+                    target_times: times(
+                        r.get::<JsonB>(5).ok().flatten(),
+                        r.get::<i64>(6).ok().flatten(),
+                    ),
+                })
+                .collect();
+            run.batch(items);
+        }
+    });
+
+    let s = &run.stats;
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let result = json!({
+        "run_id": run_id, "config_id": config_id, "synced": s.synced, "conflicts": s.conflicts,
+        "errors": s.errors, "created": s.created, "updated": s.updated, "deleted": s.deleted,
+        "duration_ms": duration_ms,
+    });
+    db::run(
+        "SELECT set_config('sync_engine.origin', $1, true)",
+        &[prev_origin.unwrap_or_default().into()],
+    );
+    db::run(
+        &format!(
+            "UPDATE {schema}.sync_configs SET position = $2, last_run_at = now(), next_run_at = now() + sync_interval
+              WHERE id = $1"
+        ),
+        &[config_id.into(), cur.to_string().into()],
+    );
+    db::run(
+        &format!(
+            "UPDATE {schema}.sync_runs SET completed_at = clock_timestamp(), status = $2, result = $3 WHERE id = $1"
+        ),
+        &[run_id.into(), (if s.errors > 0 { "partial" } else { "success" }).into(), JsonB(result.clone()).into()],
+    );
+    result
+}
+
+fn times(fields: Option<JsonB>, last: Option<i64>) -> Times {
+    let mut t = Times {
+        fields: HashMap::new(),
+        last,
+    };
+    if let Some(JsonB(Value::Object(m))) = fields {
+        for (k, v) in m {
+            if let Some(n) = v.as_i64() {
+                t.fields.insert(k, n);
+            }
+        }
+    }
+    t
+}
+
+fn key_text(e: &Endpoint, alias: &str) -> String {
+    format!(
+        "({alias}.{})::text",
+        crate::capture::quote_ident(&e.key_column)
+    )
+}
+
+/// First run: every row of both tables takes part (plus links whose rows are gone).
+fn initial_work_sql(cfg: &Config, schema: &str) -> String {
+    let (s, t) = (&cfg.source, &cfg.target);
+    format!(
+        "SELECT s_id, t_id, NULL::jsonb, NULL::bigint, NULL::jsonb, NULL::bigint FROM (
+            SELECT {sk} AS s_id, l.target_id AS t_id FROM {st} s
+              LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = {sk}
+            UNION
+            SELECT l.source_id, {tk} FROM {tt} t
+              LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.target_id = {tk}
+            UNION
+            SELECT source_id, target_id FROM {schema}.sync_links WHERE config_id = $1 AND $2::text IS NOT NULL
+         ) w ORDER BY s_id NULLS LAST, t_id",
+        sk = key_text(s, "s"),
+        tk = key_text(t, "t"),
+        st = s.table,
+        tt = t.table,
+    )
+}
+
+/// Later runs: the entities with change records in the window (not written by this
+/// config), plus entities whose last apply failed; each with per-field change times.
+fn work_sql(cfg: &Config, schema: &str, w: &crate::cursor::Window) -> String {
+    let lit = crate::quote_literal;
+    let (s, t) = (&cfg.source, &cfg.target);
+    format!(
+        "WITH ch AS (
+            SELECT (c.system = {ss} AND c.entity_type = {se}) AS is_src, c.entity_id, c.fields, c.changed_at
+              FROM {schema}.change_log c
+             WHERE {pred}
+               AND ((c.system = {ss} AND c.entity_type = {se}) OR (c.system = {ts} AND c.entity_type = {te}))
+               AND c.origin IS DISTINCT FROM $2
+         ), ft AS (
+            SELECT is_src, entity_id, k AS field,
+                   (extract(epoch FROM max(changed_at)) * 1000000)::bigint AS at
+              FROM ch, jsonb_object_keys(ch.fields) k GROUP BY 1, 2, 3
+         ), et AS (
+            SELECT is_src, entity_id, jsonb_object_agg(field, at) AS times, max(at) AS last FROM ft GROUP BY 1, 2
+         ), ids AS (
+            SELECT is_src, entity_id FROM et
+            UNION SELECT true, source_id FROM {schema}.sync_errors
+                   WHERE config_id = $1 AND NOT resolved AND source_id IS NOT NULL
+            UNION SELECT false, target_id FROM {schema}.sync_errors
+                   WHERE config_id = $1 AND NOT resolved AND target_id IS NOT NULL
+         ), pairs AS (
+            SELECT i.entity_id AS s_id, l.target_id AS t_id FROM ids i
+              LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = i.entity_id WHERE i.is_src
+            UNION
+            SELECT l.source_id, i.entity_id FROM ids i
+              LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.target_id = i.entity_id WHERE NOT i.is_src
+         )
+         SELECT p.s_id, p.t_id, se.times, se.last, te.times, te.last FROM pairs p
+           LEFT JOIN et se ON se.is_src AND se.entity_id = p.s_id
+           LEFT JOIN et te ON NOT te.is_src AND te.entity_id = p.t_id
+          ORDER BY p.s_id NULLS LAST, p.t_id",
+        pred = changes::window_predicate(w, "c"),
+        ss = lit(&s.system),
+        se = lit(&s.entity_type),
+        ts = lit(&t.system),
+        te = lit(&t.entity_type),
+    )
+}
+
+pub(crate) fn jsonb_arg(v: Value) -> JsonB {
+    JsonB(v)
+}
+
+/// Current rows by key, locked against concurrent writers until the run commits.
+pub(crate) fn load_rows(e: &Endpoint, ids: &[String]) -> HashMap<String, Row> {
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    let sql = format!(
+        "SELECT {k}, to_jsonb(t) FROM {table} t WHERE t.{kc} = ANY($1::text[]::{kt}[]) FOR NO KEY UPDATE OF t",
+        k = key_text(e, "t"),
+        table = e.table,
+        kc = crate::capture::quote_ident(&e.key_column),
+        kt = e.key_type,
+    );
+    Spi::connect(|c| {
+        let t = c
+            .select(&sql, None, &[ids.to_vec().into()])
+            .unwrap_or_else(|e| spi_fail(e));
+        t.filter_map(|r| {
+            let k = r.get::<String>(1).ok().flatten()?;
+            match r.get::<JsonB>(2).ok().flatten() {
+                Some(JsonB(Value::Object(m))) => Some((k, m)),
+                _ => None,
+            }
+        })
+        .collect()
+    })
+}
+
+struct Link {
+    source_id: String,
+    target_id: String,
+    base: Row,
+}
+
+impl<'a> Run<'a> {
+    fn load_links(&self, sids: &[String], tids: &[String]) -> Vec<Link> {
+        let sql = format!(
+            "SELECT source_id, target_id, base FROM {}.sync_links
+              WHERE config_id = $1 AND (source_id = ANY($2) OR target_id = ANY($3))",
+            self.schema
+        );
+        Spi::connect(|c| {
+            let t = c
+                .select(
+                    &sql,
+                    None,
+                    &[
+                        self.cfg.id.into(),
+                        sids.to_vec().into(),
+                        tids.to_vec().into(),
+                    ],
+                )
+                .unwrap_or_else(|e| spi_fail(e));
+            t.map(|r| Link {
+                source_id: r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                target_id: r.get::<String>(2).ok().flatten().unwrap_or_default(),
+                base: match r.get::<JsonB>(3).ok().flatten() {
+                    Some(JsonB(Value::Object(m))) => m,
+                    _ => Row::new(),
+                },
+            })
+            .collect()
+        })
+    }
+
+    /// Pending manual conflicts of these entities: link source id -> fields ("*" = whole entity).
+    fn load_pending(
+        &self,
+        sids: &[String],
+        tids: &[String],
+    ) -> Vec<(Option<String>, Option<String>, Vec<String>)> {
+        let sql = format!(
+            "SELECT source_id, target_id, CASE WHEN kind = 'update_update' THEN fields ELSE ARRAY['*'] END
+               FROM {}.sync_conflicts
+              WHERE config_id = $1 AND resolution = 'pending' AND (source_id = ANY($2) OR target_id = ANY($3))",
+            self.schema
+        );
+        Spi::connect(|c| {
+            let t = c
+                .select(
+                    &sql,
+                    None,
+                    &[
+                        self.cfg.id.into(),
+                        sids.to_vec().into(),
+                        tids.to_vec().into(),
+                    ],
+                )
+                .unwrap_or_else(|e| spi_fail(e));
+            t.map(|r| {
+                (
+                    r.get::<String>(1).ok().flatten(),
+                    r.get::<String>(2).ok().flatten(),
+                    r.get::<Vec<String>>(3).ok().flatten().unwrap_or_default(),
+                )
+            })
+            .collect()
+        })
+    }
+
+    /// Per-field source change times keyed by target field (a unit's fields share the
+    /// latest time of its source columns).
+    fn source_times_by_field(&self, t: &Times) -> Times {
+        let mut out = Times {
+            fields: HashMap::new(),
+            last: t.last,
+        };
+        for unit in &self.cfg.mapping.fields {
+            let at = unit
+                .source
+                .iter()
+                .filter_map(|c| t.fields.get(c))
+                .max()
+                .copied();
+            if let Some(at) = at {
+                for f in &unit.target {
+                    out.fields.insert(f.clone(), at);
+                }
+            }
+        }
+        out
+    }
+
+    /// Find unlinked target rows matching the projected match_on values.
+    fn find_matches(
+        &self,
+        wanted: &[(usize, Row)],
+        taken: &HashSet<String>,
+    ) -> HashMap<usize, (String, Row)> {
+        if wanted.is_empty() || self.cfg.match_on.is_empty() {
+            return HashMap::new();
+        }
+        let t = &self.cfg.target;
+        let arr: Vec<Value> = wanted
+            .iter()
+            .map(|(i, row)| {
+                let mut m: Row = self
+                    .cfg
+                    .match_on
+                    .iter()
+                    .map(|f| (f.clone(), row.get(f).cloned().unwrap_or(Value::Null)))
+                    .collect();
+                m.insert("__n".into(), json!(i));
+                Value::Object(m)
+            })
+            .collect();
+        let cond = self
+            .cfg
+            .match_on
+            .iter()
+            .map(|f| {
+                let q = crate::capture::quote_ident(f);
+                format!("t.{q} = m.{q}")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let sql = format!(
+            "SELECT (x.v->>'__n')::int, {tk}, to_jsonb(t)
+               FROM jsonb_array_elements($1) x(v)
+               CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, x.v) m
+               JOIN {table} t ON {cond}
+              WHERE NOT EXISTS (SELECT 1 FROM {schema}.sync_links l WHERE l.config_id = $2 AND l.target_id = {tk})
+              ORDER BY 1, 2
+              FOR NO KEY UPDATE OF t",
+            tk = key_text(t, "t"),
+            table = t.table,
+            schema = self.schema,
+        );
+        let rows: Vec<(i32, String, Row)> = Spi::connect(|c| {
+            let r = c
+                .select(
+                    &sql,
+                    None,
+                    &[jsonb_arg(Value::Array(arr)).into(), self.cfg.id.into()],
+                )
+                .unwrap_or_else(|e| spi_fail(e));
+            r.filter_map(|r| {
+                let n = r.get::<i32>(1).ok().flatten()?;
+                let k = r.get::<String>(2).ok().flatten()?;
+                match r.get::<JsonB>(3).ok().flatten() {
+                    Some(JsonB(Value::Object(m))) => Some((n, k, m)),
+                    _ => None,
+                }
+            })
+            .collect()
+        });
+        let mut used = taken.clone();
+        let mut out = HashMap::new();
+        for (n, k, row) in rows {
+            let n = n as usize;
+            if out.contains_key(&n) || used.contains(&k) {
+                continue;
+            }
+            used.insert(k.clone());
+            out.insert(n, (k, row));
+        }
+        out
+    }
+
+    fn batch(&mut self, items: Vec<Item>) {
+        let sids: Vec<String> = items.iter().filter_map(|i| i.source_id.clone()).collect();
+        let tids: Vec<String> = items.iter().filter_map(|i| i.target_id.clone()).collect();
+        let links = self.load_links(&sids, &tids);
+        let by_source: HashMap<&str, &Link> =
+            links.iter().map(|l| (l.source_id.as_str(), l)).collect();
+        let by_target: HashMap<&str, &Link> =
+            links.iter().map(|l| (l.target_id.as_str(), l)).collect();
+        let mut src_rows = load_rows(&self.cfg.source, &sids);
+        let mut tgt_rows = load_rows(&self.cfg.target, &tids);
+        let pending = self.load_pending(&sids, &tids);
+
+        // resolve each item to (source id, target id, link) with the links as they are now
+        struct Pair<'l> {
+            item: Item,
+            link: Option<&'l Link>,
+        }
+        let mut pairs: Vec<Pair> = Vec::new();
+        let mut seen: HashSet<(Option<String>, Option<String>)> = HashSet::new();
+        for mut item in items {
+            let link = match (&item.source_id, &item.target_id) {
+                (Some(s), _) => by_source.get(s.as_str()).copied(),
+                (None, Some(t)) => by_target.get(t.as_str()).copied(),
+                (None, None) => None,
+            };
+            if let Some(l) = link {
+                if item.source_id.is_none() {
+                    // linked by an earlier batch of this run (a match or a create)
+                    continue;
+                }
+                item.target_id = Some(l.target_id.clone());
+            }
+            if !seen.insert((item.source_id.clone(), item.target_id.clone())) {
+                continue;
+            }
+            pairs.push(Pair { item, link });
+        }
+        // rows of linked partners that were not in the work list under their own id
+        let missing_t: Vec<String> = pairs
+            .iter()
+            .filter_map(|p| p.item.target_id.clone())
+            .filter(|t| !tgt_rows.contains_key(t) && !tids.contains(t))
+            .collect();
+        tgt_rows.extend(load_rows(&self.cfg.target, &missing_t));
+        let missing_s: Vec<String> = pairs
+            .iter()
+            .filter_map(|p| p.item.source_id.clone())
+            .filter(|s| !src_rows.contains_key(s) && !sids.contains(s))
+            .collect();
+        src_rows.extend(load_rows(&self.cfg.source, &missing_s));
+
+        // project sources; match unlinked sources to existing unlinked targets
+        let mut projected: Vec<Option<Result<Row, String>>> = Vec::with_capacity(pairs.len());
+        let mut wanted = Vec::new();
+        for (i, p) in pairs.iter().enumerate() {
+            let proj = p
+                .item
+                .source_id
+                .as_ref()
+                .and_then(|s| src_rows.get(s))
+                .map(|r| self.cfg.project(r));
+            if p.link.is_none() && p.item.target_id.is_none() {
+                if let Some(Ok(row)) = &proj {
+                    wanted.push((i, row.clone()));
+                }
+            }
+            projected.push(proj);
+        }
+        let taken: HashSet<String> = pairs
+            .iter()
+            .filter_map(|p| p.item.target_id.clone())
+            .collect();
+        for (i, (tid, row)) in self.find_matches(&wanted, &taken) {
+            pairs[i].item.target_id = Some(tid.clone());
+            tgt_rows.insert(tid, row);
+        }
+
+        let mut ops = Vec::with_capacity(pairs.len());
+        let mut failed: Vec<(Option<String>, Option<String>, String)> = Vec::new();
+        for (p, proj) in pairs.iter().zip(projected) {
+            let (sid, tid) = (p.item.source_id.clone(), p.item.target_id.clone());
+            let source = match proj {
+                Some(Ok(r)) => Some(r),
+                Some(Err(e)) => {
+                    failed.push((sid, tid, e));
+                    continue;
+                }
+                None => None,
+            };
+            let target = tid.as_ref().and_then(|t| tgt_rows.get(t)).map(|r| {
+                self.fields
+                    .iter()
+                    .map(|f| (f.clone(), r.get(f).cloned().unwrap_or(Value::Null)))
+                    .collect::<Row>()
+            });
+            let pend: Vec<String> = pending
+                .iter()
+                .filter(|(ps, pt, _)| (ps.is_some() && *ps == sid) || (pt.is_some() && *pt == tid))
+                .flat_map(|(_, _, f)| f.clone())
+                .collect();
+            let st = self.source_times_by_field(&p.item.source_times);
+            let plan = merge::merge(&Input {
+                fields: &self.fields,
+                source: source.as_ref(),
+                target: target.as_ref(),
+                base: p.link.map(|l| &l.base),
+                source_times: &st,
+                target_times: &p.item.target_times,
+                pending: &pend,
+                strategy: self.cfg.strategy,
+                direction: self.cfg.direction,
+            });
+            if plan.is_noop() {
+                continue;
+            }
+            match self.to_op(
+                plan,
+                sid.clone(),
+                tid.clone(),
+                p.link.map(|l| l.source_id.clone()),
+                &src_rows,
+            ) {
+                Ok(op) => ops.push(op),
+                Err(e) => failed.push((sid, tid, e)),
+            }
+        }
+        for (s, t, msg) in failed {
+            self.record_error(s.as_deref(), t.as_deref(), "22000", &msg);
+        }
+        if ops.is_empty() {
+            return;
+        }
+        // apply the batch at once; on failure isolate the failing entities
+        let all = ops.clone();
+        let whole = subxact::run(|| self.apply(all));
+        match whole {
+            Ok(st) => self.add(st),
+            Err(_) => {
+                for op in ops {
+                    let (s, t) = (op.source_id.clone(), op.target_id.clone());
+                    match subxact::run(|| self.apply(vec![op])) {
+                        Ok(st) => self.add(st),
+                        Err(e) => {
+                            self.record_error(s.as_deref(), t.as_deref(), &e.sqlstate, &e.message)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, s: Stats) {
+        let t = &mut self.stats;
+        t.synced += s.synced;
+        t.conflicts += s.conflicts;
+        t.created += s.created;
+        t.updated += s.updated;
+        t.deleted += s.deleted;
+    }
+
+    fn record_error(
+        &mut self,
+        source_id: Option<&str>,
+        target_id: Option<&str>,
+        sqlstate: &str,
+        message: &str,
+    ) {
+        self.stats.errors += 1;
+        db::run(
+            &format!(
+                "WITH old AS (UPDATE {s}.sync_errors SET resolved = true
+                               WHERE config_id = $1 AND NOT resolved
+                                 AND (source_id = $3 OR target_id = $4))
+                 INSERT INTO {s}.sync_errors (config_id, run_id, source_id, target_id, message, sqlstate)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                s = self.schema
+            ),
+            &[
+                self.cfg.id.into(),
+                self.run_id.into(),
+                source_id.into(),
+                target_id.into(),
+                message.into(),
+                sqlstate.into(),
+            ],
+        );
+    }
+
+    /// Turn a target-space plan into writes in each table's own columns.
+    fn to_op(
+        &self,
+        plan: Plan,
+        source_id: Option<String>,
+        target_id: Option<String>,
+        old_link: Option<String>,
+        src_rows: &HashMap<String, Row>,
+    ) -> Result<Op, String> {
+        let source_write = match plan.source {
+            Some(Write::Insert(v)) => Some(Write::Insert(self.cfg.unproject(&v)?)),
+            Some(Write::Update(v)) => {
+                let want = self.cfg.unproject(&v)?;
+                let cur = source_id.as_ref().and_then(|s| src_rows.get(s));
+                let diff: Row = want
+                    .into_iter()
+                    .filter(|(k, v)| {
+                        !cur.and_then(|c| c.get(k))
+                            .is_some_and(|c| crate::mapping::values_equal(c, v))
+                    })
+                    .collect();
+                (!diff.is_empty()).then_some(Write::Update(diff))
+            }
+            other => other,
+        };
+        Ok(Op {
+            source_id,
+            target_id,
+            old_link,
+            target_write: plan.target,
+            source_write,
+            link: plan.link,
+            conflicts: plan.conflicts,
+        })
+    }
+
+    /// Apply a set of ops with set-based statements. Runs inside a subtransaction.
+    fn apply(&self, mut ops: Vec<Op>) -> Stats {
+        let mut st = Stats {
+            synced: ops.len() as i64,
+            ..Stats::default()
+        };
+        let cfg = self.cfg;
+        // creates first: they produce the keys the links need
+        for side_is_target in [true, false] {
+            let e = if side_is_target {
+                &cfg.target
+            } else {
+                &cfg.source
+            };
+            let idx: Vec<usize> = ops
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| {
+                    matches!(
+                        if side_is_target {
+                            &o.target_write
+                        } else {
+                            &o.source_write
+                        },
+                        Some(Write::Insert(_))
+                    )
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let partner_ids: Vec<Option<String>> = idx
+                .iter()
+                .map(|&i| {
+                    if side_is_target {
+                        ops[i].source_id.clone()
+                    } else {
+                        ops[i].target_id.clone()
+                    }
+                })
+                .collect();
+            let keys = new_keys(e, &partner_ids);
+            let mut rows = serde_json::Map::new();
+            for (&i, k) in idx.iter().zip(&keys) {
+                let w = if side_is_target {
+                    &ops[i].target_write
+                } else {
+                    &ops[i].source_write
+                };
+                if let Some(Write::Insert(v)) = w {
+                    rows.insert(k.clone(), Value::Object(v.clone()));
+                }
+                if side_is_target {
+                    ops[i].target_id = Some(k.clone());
+                } else {
+                    ops[i].source_id = Some(k.clone());
+                }
+            }
+            let cols = if side_is_target {
+                cfg.mapping.target_columns()
+            } else {
+                cfg.mapping.source_columns()
+            };
+            insert_rows(e, &cols, rows);
+            st.created += idx.len() as i64;
+        }
+        for side_is_target in [true, false] {
+            let e = if side_is_target {
+                &cfg.target
+            } else {
+                &cfg.source
+            };
+            let mut updates = serde_json::Map::new();
+            let mut deletes = Vec::new();
+            for o in &ops {
+                let (w, id) = if side_is_target {
+                    (&o.target_write, &o.target_id)
+                } else {
+                    (&o.source_write, &o.source_id)
+                };
+                match (w, id) {
+                    (Some(Write::Update(v)), Some(id)) => {
+                        updates.insert(id.clone(), Value::Object(v.clone()));
+                    }
+                    (Some(Write::Delete), Some(id)) => deletes.push(id.clone()),
+                    _ => {}
+                }
+            }
+            st.updated += updates.len() as i64;
+            st.deleted += deletes.len() as i64;
+            update_rows(e, updates);
+            delete_rows(e, &deletes);
+        }
+        // links: drop the old rows of every touched link, then write the new ones
+        let mut drop_s = Vec::new();
+        let mut drop_t = Vec::new();
+        let mut new_links = Vec::new();
+        for o in &ops {
+            if o.link == LinkAction::Keep {
+                continue;
+            }
+            drop_s.extend(o.old_link.clone());
+            drop_s.extend(o.source_id.clone());
+            drop_t.extend(o.target_id.clone());
+            if let (LinkAction::Upsert(base), Some(s), Some(t)) =
+                (&o.link, &o.source_id, &o.target_id)
+            {
+                new_links.push(json!({"s": s, "t": t, "b": base, "c": merge::base_checksum(base)}));
+            }
+        }
+        if !drop_s.is_empty() || !drop_t.is_empty() {
+            db::run(
+                &format!(
+                    "DELETE FROM {}.sync_links WHERE config_id = $1 AND (source_id = ANY($2) OR target_id = ANY($3))",
+                    self.schema
+                ),
+                &[cfg.id.into(), drop_s.into(), drop_t.into()],
+            );
+        }
+        if !new_links.is_empty() {
+            db::run(
+                &format!(
+                    "INSERT INTO {}.sync_links (config_id, source_id, target_id, base, base_checksum)
+                     SELECT $1, x->>'s', x->>'t', x->'b', x->>'c' FROM jsonb_array_elements($2) x",
+                    self.schema
+                ),
+                &[cfg.id.into(), jsonb_arg(Value::Array(new_links)).into()],
+            );
+        }
+        // conflicts, with both sides' values: a losing value is never lost
+        let conflicts: Vec<Value> = ops
+            .iter()
+            .flat_map(|o| {
+                o.conflicts.iter().map(move |c| {
+                    json!({
+                        "s": o.source_id, "t": o.target_id, "kind": c.kind.name(), "fields": c.fields,
+                        "sv": c.source_value, "tv": c.target_value, "bv": c.base_value,
+                        "res": c.resolution.name(), "rv": c.resolved_value,
+                    })
+                })
+            })
+            .collect();
+        st.conflicts = conflicts.len() as i64;
+        if !conflicts.is_empty() {
+            db::run(
+                &format!(
+                    "INSERT INTO {}.sync_conflicts (config_id, run_id, source_id, target_id, kind, fields,
+                         source_value, target_value, base_value, strategy, resolution, resolved_value, resolved_by,
+                         resolved_at)
+                     SELECT $1, $2, x->>'s', x->>'t', x->>'kind',
+                            ARRAY(SELECT jsonb_array_elements_text(x->'fields')),
+                            x->'sv', x->'tv', x->'bv', $3, x->>'res',
+                            CASE WHEN x->>'res' = 'pending' THEN NULL ELSE x->'rv' END,
+                            CASE WHEN x->>'res' = 'pending' THEN NULL ELSE 'strategy:' || $3 END,
+                            CASE WHEN x->>'res' = 'pending' THEN NULL ELSE now() END
+                       FROM jsonb_array_elements($4) x",
+                    self.schema
+                ),
+                &[
+                    cfg.id.into(),
+                    self.run_id.into(),
+                    strategy_name(cfg).into(),
+                    jsonb_arg(Value::Array(conflicts)).into(),
+                ],
+            );
+        }
+        // entities that failed before and went through now
+        let ids_s: Vec<String> = ops.iter().filter_map(|o| o.source_id.clone()).collect();
+        let ids_t: Vec<String> = ops.iter().filter_map(|o| o.target_id.clone()).collect();
+        db::run(
+            &format!(
+                "UPDATE {}.sync_errors SET resolved = true, retried_at = now()
+                  WHERE config_id = $1 AND NOT resolved AND (source_id = ANY($2) OR target_id = ANY($3))",
+                self.schema
+            ),
+            &[cfg.id.into(), ids_s.into(), ids_t.into()],
+        );
+        st
+    }
+}
+
+fn strategy_name(cfg: &Config) -> &'static str {
+    match cfg.strategy {
+        merge::Strategy::SourceWins => "source_wins",
+        merge::Strategy::TargetWins => "target_wins",
+        merge::Strategy::LatestWins => "latest_wins",
+        merge::Strategy::Manual => "manual",
+    }
+}
+
+/// Keys for new rows: from the key column's default (sequence, uuid, ...) evaluated
+/// before the insert, so each created row is known to belong to its partner. A key
+/// without a default takes the partner's key.
+pub(crate) fn new_keys(e: &Endpoint, partner_ids: &[Option<String>]) -> Vec<String> {
+    match &e.key_default {
+        Some(expr) => {
+            let sql = format!("SELECT ({expr})::text FROM generate_series(1, $1)");
+            Spi::connect(|c| {
+                let t = c
+                    .select(&sql, None, &[(partner_ids.len() as i64).into()])
+                    .unwrap_or_else(|e| spi_fail(e));
+                t.filter_map(|r| r.get::<String>(1).ok().flatten())
+                    .collect()
+            })
+        }
+        None => partner_ids
+            .iter()
+            .map(|p| {
+                p.clone().unwrap_or_else(|| {
+                    fail(
+                        PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                        &format!(
+                            "cannot make a key for a new row in {}: its key has no default",
+                            e.table
+                        ),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+fn col_list(cols: &[String], prefix: &str) -> String {
+    cols.iter()
+        .map(|c| format!("{prefix}{}", crate::capture::quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn insert_rows(e: &Endpoint, cols: &[String], rows: serde_json::Map<String, Value>) {
+    let kc = crate::capture::quote_ident(&e.key_column);
+    let sql = format!(
+        "INSERT INTO {table} ({kc}, {cols}) {ovr} SELECT (x.k)::{kt}, {rcols}
+           FROM jsonb_each($1) x(k, v), LATERAL jsonb_populate_record(NULL::{table}, x.v) r",
+        table = e.table,
+        cols = col_list(cols, ""),
+        rcols = col_list(cols, "r."),
+        kt = e.key_type,
+        ovr = if e.key_identity {
+            "OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        },
+    );
+    db::run(&sql, &[jsonb_arg(Value::Object(rows)).into()]);
+}
+
+pub(crate) fn update_rows(e: &Endpoint, rows: serde_json::Map<String, Value>) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut cols: Vec<String> = Vec::new();
+    for v in rows.values() {
+        if let Value::Object(m) = v {
+            for k in m.keys() {
+                if !cols.contains(k) {
+                    cols.push(k.clone());
+                }
+            }
+        }
+    }
+    let kc = crate::capture::quote_ident(&e.key_column);
+    let sql = format!(
+        "UPDATE {table} t SET ({cols}) = (SELECT {rcols} FROM jsonb_populate_record(t, x.v) r)
+           FROM jsonb_each($1) x(k, v) WHERE t.{kc} = (x.k)::{kt}",
+        table = e.table,
+        cols = col_list(&cols, ""),
+        rcols = col_list(&cols, "r."),
+        kt = e.key_type,
+    );
+    db::run(&sql, &[jsonb_arg(Value::Object(rows)).into()]);
+}
+
+pub(crate) fn delete_rows(e: &Endpoint, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    let sql = format!(
+        "DELETE FROM {table} WHERE {kc} = ANY($1::text[]::{kt}[])",
+        table = e.table,
+        kc = crate::capture::quote_ident(&e.key_column),
+        kt = e.key_type,
+    );
+    db::run(&sql, &[ids.to_vec().into()]);
+}
