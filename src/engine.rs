@@ -529,14 +529,33 @@ impl<'a> Run<'a> {
             }
             projected.push(proj);
         }
+        // targets already paired with a linked source are not free to match
         let taken: HashSet<String> = pairs
             .iter()
+            .filter(|p| p.link.is_some())
             .filter_map(|p| p.item.target_id.clone())
             .collect();
+        let mut matched_targets = HashSet::new();
         for (i, (tid, row)) in self.find_matches(&wanted, &taken) {
             pairs[i].item.target_id = Some(tid.clone());
+            matched_targets.insert(tid.clone());
             tgt_rows.insert(tid, row);
         }
+        // a target-only item of this batch that a source just matched is handled by that pair
+        let mut keep = Vec::with_capacity(pairs.len());
+        let mut keep_proj = Vec::with_capacity(pairs.len());
+        for (p, proj) in pairs.into_iter().zip(projected) {
+            let absorbed = p.item.source_id.is_none()
+                && p.item
+                    .target_id
+                    .as_ref()
+                    .is_some_and(|t| matched_targets.contains(t));
+            if !absorbed {
+                keep.push(p);
+                keep_proj.push(proj);
+            }
+        }
+        let (pairs, projected) = (keep, keep_proj);
 
         let mut ops = Vec::with_capacity(pairs.len());
         let mut failed: Vec<(Option<String>, Option<String>, String)> = Vec::new();

@@ -290,7 +290,7 @@ mod tests {
         setup_contacts("win1");
         let p0 = text("SELECT sync_position()").unwrap();
         Spi::run("INSERT INTO win1_contacts (name) VALUES ('a')").unwrap();
-        // our own transaction is still in progress: not visible in a snapshot yet
+        // our own transaction is still in progress: its changes belong to a later window
         let p1 = text("SELECT sync_position()").unwrap();
         assert_eq!(
             count(&format!(

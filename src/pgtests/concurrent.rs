@@ -1,6 +1,7 @@
 //! Tests that need several real connections with autocommit (plain #[test]s that talk
 //! to the pgrx test cluster through `pgrx_tests::client()`).
 
+#[cfg(test)]
 /// Start the pgrx test cluster (and create the extension) if it is not running yet.
 pub fn cluster() {
     pgrx_tests::run_test("ready", None, crate::pg_test::postgresql_conf_options()).unwrap();

@@ -1,0 +1,505 @@
+//! sync_execute end to end, through real autocommit connections (each statement its
+//! own transaction, as an application or the worker would run them).
+
+#[cfg(test)]
+mod tests {
+    use crate::pgtests::concurrent::cluster;
+    use serde_json::{json, Value};
+
+    struct Db(postgres::Client);
+
+    impl Db {
+        fn new() -> Db {
+            cluster();
+            Db(pgrx_tests::client().unwrap().0)
+        }
+        fn exec(&mut self, sql: &str) {
+            self.0
+                .batch_execute(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        }
+        fn json(&mut self, sql: &str) -> Value {
+            let r = self
+                .0
+                .query_one(&format!("SELECT to_jsonb(x)::text FROM ({sql}) x"), &[]);
+            r.unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+                .get::<_, String>(0)
+                .parse::<Value>()
+                .unwrap()
+        }
+        fn rows(&mut self, sql: &str) -> Value {
+            let r = self.0.query_one(
+                &format!("SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]')::text FROM ({sql}) x"),
+                &[],
+            );
+            r.unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+                .get::<_, String>(0)
+                .parse::<Value>()
+                .unwrap()
+        }
+        fn sync(&mut self, cfg: i64) -> Value {
+            let r = self.0.query_one("SELECT sync_execute($1)::text", &[&cfg]);
+            r.unwrap_or_else(|e| panic!("sync_execute({cfg}): {e:?}"))
+                .get::<_, String>(0)
+                .parse::<Value>()
+                .unwrap()
+        }
+        fn err(&mut self, sql: &str) -> String {
+            match self.0.batch_execute(sql) {
+                Ok(_) => panic!("expected an error from {sql}"),
+                Err(e) => {
+                    let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+                    format!("{}: {}", db.code().code(), db.message())
+                }
+            }
+        }
+    }
+
+    const MAPPING: &str = r#"[{"source": "full_name", "target": ["firstname", "lastname"], "transform": "split"},
+                              {"source": "email", "target": "email", "transform": "lowercase"},
+                              {"source": "phone", "target": "phone"}]"#;
+
+    /// A CRM table (integer keys) and a HubSpot-style mirror (text keys from its own
+    /// default), registered, with a config between them. Returns the config id.
+    fn crm_hub(db: &mut Db, p: &str, strategy: &str, direction: &str, match_on: &str) -> i64 {
+        db.exec(&format!(
+            "CREATE SCHEMA {p};
+             CREATE TABLE {p}.crm (id serial PRIMARY KEY, full_name text, email text, phone text);
+             CREATE SEQUENCE {p}.hub_seq START 1000;
+             CREATE TABLE {p}.hub (id text PRIMARY KEY DEFAULT 'hs-' || nextval('{p}.hub_seq'),
+                                   firstname text, lastname text, email text, phone text);
+             SELECT sync_register_table('{p}_crm', 'contacts', '{p}.crm');
+             SELECT sync_register_table('{p}_hub', 'contacts', '{p}.hub');"
+        ));
+        let v = db.json(&format!(
+            "SELECT sync_create_config('{p}', '{p}_crm', '{p}_hub', 'contacts', '{MAPPING}',
+                                       '{strategy}', '{direction}', match_on => {match_on}) AS id"
+        ));
+        v["id"].as_i64().unwrap()
+    }
+
+    fn counts(r: &Value) -> Value {
+        json!([
+            r["created"],
+            r["updated"],
+            r["deleted"],
+            r["conflicts"],
+            r["errors"]
+        ])
+    }
+
+    #[test]
+    fn creates_updates_and_split_join_flow_both_ways_without_echo() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "e_basic", "latest_wins", "bidirectional", "NULL");
+        db.exec("INSERT INTO e_basic.crm (full_name, email, phone) VALUES ('Ada Lovelace', 'Ada@Example.COM', '555-1'), ('Madonna', NULL, NULL)");
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([2, 0, 0, 0, 0]), "{r}");
+        assert_eq!(
+            db.rows("SELECT id, firstname, lastname, email FROM e_basic.hub ORDER BY id"),
+            json!([
+                {"id": "hs-1000", "firstname": "Ada", "lastname": "Lovelace", "email": "ada@example.com"},
+                {"id": "hs-1001", "firstname": "Madonna", "lastname": null, "email": null}
+            ])
+        );
+        // edits on both sides, different fields of the same entity: both survive
+        db.exec("UPDATE e_basic.hub SET lastname = 'King' WHERE id = 'hs-1000'");
+        db.exec("UPDATE e_basic.crm SET phone = '555-2' WHERE id = 1");
+        let r = db.sync(c);
+        assert_eq!(r["conflicts"], 0, "{r}");
+        assert_eq!(
+            db.json("SELECT full_name, phone FROM e_basic.crm WHERE id = 1"),
+            json!({"full_name": "Ada King", "phone": "555-2"})
+        );
+        assert_eq!(
+            db.json("SELECT phone, lastname FROM e_basic.hub WHERE id = 'hs-1000'"),
+            json!({"phone": "555-2", "lastname": "King"})
+        );
+        // a create on the mirror side arrives in the CRM with a CRM key
+        db.exec("INSERT INTO e_basic.hub (firstname, lastname, email) VALUES ('Grace', 'Hopper', 'g@navy.mil')");
+        let r = db.sync(c);
+        assert_eq!(r["created"], 1, "{r}");
+        assert_eq!(
+            db.json("SELECT full_name, email FROM e_basic.crm WHERE id = 3"),
+            json!({"full_name": "Grace Hopper", "email": "g@navy.mil"})
+        );
+        // the engine's own writes never come back
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 0, 0, 0, 0]), "echo: {r}");
+        assert_eq!(r["synced"], 0);
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_links WHERE config_id = {c}"
+            ))["n"],
+            3
+        );
+        // deletes propagate
+        db.exec("DELETE FROM e_basic.crm WHERE id = 2");
+        let r = db.sync(c);
+        assert_eq!(r["deleted"], 1, "{r}");
+        assert_eq!(db.json("SELECT count(*) AS n FROM e_basic.hub")["n"], 2);
+        let run = db.json(&format!(
+            "SELECT status, started_by FROM sync_runs WHERE id = {}",
+            r["run_id"]
+        ));
+        assert_eq!(run, json!({"status": "success", "started_by": "manual"}));
+    }
+
+    fn conflict_case(p: &str, strategy: &str, target_later: bool) -> (Db, i64) {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, p, strategy, "bidirectional", "NULL");
+        db.exec(&format!(
+            "INSERT INTO {p}.crm (full_name, email, phone) VALUES ('Ann Lee', 'ann@x.io', '555-1')"
+        ));
+        db.sync(c);
+        if target_later {
+            db.exec(&format!(
+                "UPDATE {p}.crm SET phone = '555-SRC' WHERE id = 1"
+            ));
+            db.exec(&format!(
+                "UPDATE {p}.hub SET phone = '555-TGT', email = 'ann@new.io'"
+            ));
+        } else {
+            db.exec(&format!(
+                "UPDATE {p}.hub SET phone = '555-TGT', email = 'ann@new.io'"
+            ));
+            db.exec(&format!(
+                "UPDATE {p}.crm SET phone = '555-SRC' WHERE id = 1"
+            ));
+        }
+        (db, c)
+    }
+
+    fn phones(db: &mut Db, p: &str) -> Value {
+        db.json(&format!(
+            "SELECT (SELECT phone FROM {p}.crm) AS crm, (SELECT phone FROM {p}.hub) AS hub,
+                    (SELECT email FROM {p}.crm) AS crm_email"
+        ))
+    }
+
+    #[test]
+    fn strategies_decide_per_field_and_keep_the_loser() {
+        for (p, strategy, target_later, winner) in [
+            ("e_sw", "source_wins", true, "555-SRC"),
+            ("e_tw", "target_wins", false, "555-TGT"),
+            ("e_lw1", "latest_wins", true, "555-TGT"),
+            ("e_lw2", "latest_wins", false, "555-SRC"),
+        ] {
+            let (mut db, c) = conflict_case(p, strategy, target_later);
+            let r = db.sync(c);
+            assert_eq!(r["conflicts"], 1, "{p}: {r}");
+            assert_eq!(
+                phones(&mut db, p),
+                json!({"crm": winner, "hub": winner, "crm_email": "ann@new.io"}),
+                "{p}"
+            );
+            let conflict = db.json(&format!(
+                "SELECT fields, source_value, target_value, base_value, resolution, resolved_value
+                   FROM sync_conflicts WHERE config_id = {c}"
+            ));
+            let loser = if winner == "555-SRC" {
+                "555-TGT"
+            } else {
+                "555-SRC"
+            };
+            assert_eq!(conflict["fields"], json!(["phone"]));
+            assert_eq!(conflict["base_value"], json!("555-1"));
+            assert_eq!(conflict["resolved_value"], json!(winner));
+            let kept = [&conflict["source_value"], &conflict["target_value"]];
+            assert!(
+                kept.contains(&&json!(loser)),
+                "{p}: losing value kept: {conflict}"
+            );
+            assert_eq!(
+                conflict["resolution"],
+                if winner == "555-SRC" {
+                    "source"
+                } else {
+                    "target"
+                }
+            );
+            let r = db.sync(c);
+            assert_eq!(
+                counts(&r),
+                json!([0, 0, 0, 0, 0]),
+                "{p}: converged, no echo: {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn manual_conflicts_wait_and_each_choice_resolves() {
+        for (p, choice, merged, expect) in [
+            ("e_m_src", "source", "NULL", "555-SRC"),
+            ("e_m_tgt", "target", "NULL", "555-TGT"),
+            (
+                "e_m_mrg",
+                "merged",
+                "'{\"phone\": \"555-BOTH\"}'",
+                "555-BOTH",
+            ),
+        ] {
+            let (mut db, c) = conflict_case(p, "manual", true);
+            let r = db.sync(c);
+            assert_eq!(r["conflicts"], 1, "{r}");
+            // conflicting field left alone, the rest merged
+            assert_eq!(
+                phones(&mut db, p),
+                json!({"crm": "555-SRC", "hub": "555-TGT", "crm_email": "ann@new.io"})
+            );
+            let id = db.json(&format!(
+                "SELECT id FROM sync_conflicts WHERE config_id = {c} AND resolution = 'pending'"
+            ))["id"]
+                .clone();
+            // the queue is not re-filled while it waits
+            db.exec(&format!("UPDATE {p}.crm SET full_name = 'Ann Lee-Smith'"));
+            let r = db.sync(c);
+            assert_eq!(r["conflicts"], 0, "{r}");
+            let res = db.json(&format!(
+                "SELECT sync_resolve_conflict({id}, '{choice}', {merged}) AS r"
+            ));
+            assert_eq!(res["r"]["resolution"], choice);
+            assert_eq!(
+                phones(&mut db, p),
+                json!({"crm": expect, "hub": expect, "crm_email": "ann@new.io"}),
+                "{p}"
+            );
+            assert_eq!(
+                db.json(&format!(
+                    "SELECT resolution, resolved_value FROM sync_conflicts WHERE id = {id}"
+                )),
+                json!({"resolution": choice, "resolved_value": {"phone": expect}})
+            );
+            let r = db.sync(c);
+            assert_eq!(
+                counts(&r),
+                json!([0, 0, 0, 0, 0]),
+                "resolution does not echo: {r}"
+            );
+            let e = db.err(&format!("SELECT sync_resolve_conflict({id}, 'source')"));
+            assert!(
+                e.starts_with("55000") && e.contains("already resolved"),
+                "{e}"
+            );
+        }
+        let mut db = Db::new();
+        let e = db.err("SELECT sync_resolve_conflict(999999, 'source')");
+        assert!(e.starts_with("42704") && e.contains("999999"), "{e}");
+        let e = db.err("SELECT sync_resolve_conflict(1, 'mine')");
+        assert!(
+            e.starts_with("22023") && e.contains("source, target, merged"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn delete_versus_update_is_a_conflict() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "e_dvu", "latest_wins", "bidirectional", "NULL");
+        db.exec(
+            "INSERT INTO e_dvu.crm (full_name, phone) VALUES ('Ann Lee', '1'), ('Bob Ray', '2')",
+        );
+        db.sync(c);
+        // 1: deleted in CRM, then updated in the mirror -> the update is later and wins
+        db.exec("DELETE FROM e_dvu.crm WHERE id = 1");
+        db.exec("UPDATE e_dvu.hub SET phone = '1-new' WHERE firstname = 'Ann'");
+        // 2: updated in the mirror, then deleted in CRM -> the delete wins
+        db.exec("UPDATE e_dvu.hub SET phone = '2-new' WHERE firstname = 'Bob'");
+        db.exec("DELETE FROM e_dvu.crm WHERE id = 2");
+        let r = db.sync(c);
+        assert_eq!(r["conflicts"], 2, "{r}");
+        assert_eq!(
+            db.rows("SELECT full_name, phone FROM e_dvu.crm ORDER BY id"),
+            json!([{"full_name": "Ann Lee", "phone": "1-new"}])
+        );
+        assert_eq!(
+            db.rows("SELECT firstname FROM e_dvu.hub"),
+            json!([{"firstname": "Ann"}])
+        );
+        assert_eq!(
+            db.rows(&format!("SELECT kind, resolution, target_value FROM sync_conflicts WHERE config_id = {c} ORDER BY id")),
+            json!([
+                {"kind": "delete_update", "resolution": "target", "target_value": {"phone": "1-new"}},
+                {"kind": "delete_update", "resolution": "source", "target_value": {"phone": "2-new"}}
+            ])
+        );
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 0, 0, 0, 0]), "{r}");
+    }
+
+    #[test]
+    fn match_on_links_an_initial_load_without_duplicates() {
+        let mut db = Db::new();
+        let c = crm_hub(
+            &mut db,
+            "e_match",
+            "source_wins",
+            "bidirectional",
+            "ARRAY['email']",
+        );
+        db.exec(
+            "INSERT INTO e_match.crm (full_name, email, phone)
+               SELECT 'Person ' || g, 'P' || g || '@x.io', '555-' || g FROM generate_series(1, 1200) g;
+             INSERT INTO e_match.hub (firstname, lastname, email, phone)
+               SELECT 'Person', g::text, 'p' || g || '@x.io', CASE WHEN g = 7 THEN '999' ELSE '555-' || g END
+                 FROM generate_series(1, 1000) g;
+             INSERT INTO e_match.hub (firstname, lastname, email) VALUES ('Only', 'Mirror', 'only@x.io');",
+        );
+        let r = db.sync(c);
+        assert_eq!(
+            r["created"], 201,
+            "200 CRM-only rows + 1 mirror-only row: {r}"
+        );
+        assert_eq!(r["conflicts"], 1, "row 7's phone differs: {r}");
+        assert_eq!(db.json("SELECT count(*) AS n FROM e_match.hub")["n"], 1201);
+        assert_eq!(db.json("SELECT count(*) AS n FROM e_match.crm")["n"], 1201);
+        assert_eq!(
+            db.json("SELECT phone FROM e_match.hub WHERE email = 'p7@x.io'")["phone"],
+            "555-7"
+        );
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_links WHERE config_id = {c}"
+            ))["n"],
+            1201
+        );
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 0, 0, 0, 0]), "{r}");
+    }
+
+    #[test]
+    fn one_way_configs_respect_their_direction() {
+        let mut db = Db::new();
+        let c = crm_hub(
+            &mut db,
+            "e_oneway",
+            "latest_wins",
+            "source_to_target",
+            "NULL",
+        );
+        db.exec("INSERT INTO e_oneway.crm (full_name, phone) VALUES ('Ann Lee', '1')");
+        db.sync(c);
+        db.exec("UPDATE e_oneway.hub SET phone = 'mirror edit'; INSERT INTO e_oneway.hub (firstname) VALUES ('Nobody')");
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 0, 0, 0, 0]), "{r}");
+        assert_eq!(
+            db.json("SELECT count(*) AS n, max(phone) AS phone FROM e_oneway.crm"),
+            json!({"n": 1, "phone": "1"})
+        );
+        db.exec("UPDATE e_oneway.crm SET phone = 'crm edit'");
+        let r = db.sync(c);
+        assert_eq!(r["updated"], 1, "{r}");
+        assert_eq!(
+            db.json("SELECT phone FROM e_oneway.hub WHERE firstname = 'Ann'")["phone"],
+            "crm edit"
+        );
+    }
+
+    #[test]
+    fn a_failing_entity_is_recorded_and_retried() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "e_err", "latest_wins", "bidirectional", "NULL");
+        db.exec("ALTER TABLE e_err.hub ADD CONSTRAINT short_phone CHECK (length(phone) < 6)");
+        db.exec("INSERT INTO e_err.crm (full_name, phone) VALUES ('Ok One', '1'), ('Too Long', '1234567890'), ('Ok Two', '2')");
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([2, 0, 0, 0, 1]), "{r}");
+        assert_eq!(
+            db.json(&format!(
+                "SELECT status FROM sync_runs WHERE id = {}",
+                r["run_id"]
+            ))["status"],
+            "partial"
+        );
+        let e = db.json(&format!(
+            "SELECT source_id, message FROM sync_errors WHERE config_id = {c} AND NOT resolved"
+        ));
+        assert_eq!(e["source_id"], "2");
+        assert!(
+            e["message"].as_str().unwrap().contains("short_phone"),
+            "{e}"
+        );
+        // fixed on the target: the next run retries it without any new change
+        db.exec("ALTER TABLE e_err.hub DROP CONSTRAINT short_phone");
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([1, 0, 0, 0, 0]), "{r}");
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_errors WHERE config_id = {c} AND NOT resolved"
+            ))["n"],
+            0
+        );
+        assert_eq!(db.json("SELECT count(*) AS n FROM e_err.hub")["n"], 3);
+    }
+
+    #[test]
+    fn a_long_transaction_committing_after_a_run_is_synced_by_the_next() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "e_long", "latest_wins", "bidirectional", "NULL");
+        db.exec(
+            "INSERT INTO e_long.crm (full_name, phone) VALUES ('Ann Lee', '1'), ('Bob Ray', '2')",
+        );
+        db.sync(c);
+        let mut long = Db::new();
+        long.exec("BEGIN; UPDATE e_long.crm SET phone = 'late' WHERE id = 1;");
+        db.exec("UPDATE e_long.crm SET phone = 'early' WHERE id = 2");
+        let r = db.sync(c);
+        assert_eq!(r["updated"], 1, "{r}");
+        long.exec("COMMIT");
+        let r = db.sync(c);
+        assert_eq!(r["updated"], 1, "the late commit is picked up: {r}");
+        assert_eq!(
+            db.rows("SELECT phone FROM e_long.hub ORDER BY id"),
+            json!([{"phone": "late"}, {"phone": "early"}])
+        );
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 0, 0, 0, 0]), "{r}");
+    }
+
+    #[test]
+    fn concurrent_runs_of_one_config_never_overlap() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "e_lock", "latest_wins", "bidirectional", "NULL");
+        let mut other = Db::new();
+        other.exec(&format!("BEGIN; SELECT sync_execute({c});"));
+        let e = db.err(&format!("SELECT sync_execute({c})"));
+        assert!(
+            e.starts_with("55P03") && e.contains("already running"),
+            "{e}"
+        );
+        other.exec("COMMIT");
+        db.sync(c);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_whole() {
+        let mut db = Db::new();
+        crm_hub(&mut db, "e_bad", "latest_wins", "bidirectional", "NULL");
+        let mk = |args: &str| format!("SELECT sync_create_config('bad', {args})");
+        for (args, code, frag) in [
+            ("'nope', 'e_bad_hub', 'contacts'", "42704", "nope"),
+            ("'e_bad_crm', 'e_bad_hub', 'deals'", "42704", "deals"),
+            ("'e_bad_crm', 'e_bad_hub', 'contacts', conflict_strategy => 'newest'", "22023", "newest"),
+            ("'e_bad_crm', 'e_bad_hub', 'contacts', sync_direction => 'both'", "22023", "source_to_target"),
+            ("'e_bad_crm', 'e_bad_hub', 'contacts', '[{\"source\": \"nickname\", \"target\": \"email\"}]'", "42703", "nickname"),
+            ("'e_bad_crm', 'e_bad_hub', 'contacts', '[{\"source\": \"email\", \"target\": \"mail\"}]'", "42703", "mail"),
+            ("'e_bad_crm', 'e_bad_hub', 'contacts', '[{\"source\": \"email\", \"target\": \"email\", \"transform\": \"rot13\"}]'", "22023", "rot13"),
+            ("'e_bad_crm', 'e_bad_hub', 'contacts', '{\"source\": \"email\"}'", "22023", "array"),
+            ("'e_bad_crm', 'e_bad_hub', 'contacts', match_on => ARRAY['zip']", "22023", "zip"),
+            ("'e_bad_crm', 'e_bad_hub', 'contacts', sync_interval => '-1 minute'", "22023", "positive"),
+            ("'e_bad_crm', 'e_bad_crm', 'contacts'", "22023", "same endpoint"),
+        ] {
+            let e = db.err(&mk(args));
+            assert!(e.starts_with(code) && e.contains(frag), "{args}: {e}");
+        }
+        assert_eq!(
+            db.json("SELECT count(*) AS n FROM sync_configs WHERE name = 'bad'")["n"],
+            0
+        );
+        let e = db.err("SELECT sync_create_config('e_bad', 'e_bad_crm', 'e_bad_hub', 'contacts')");
+        assert!(e.starts_with("42710"), "duplicate name: {e}");
+        let e = db.err("SELECT sync_execute(987654)");
+        assert!(e.starts_with("42704") && e.contains("987654"), "{e}");
+        let e = db.err("SELECT sync_unregister_table('e_bad_crm', 'contacts')");
+        assert!(e.starts_with("2BP01") && e.contains("e_bad"), "{e}");
+    }
+}
