@@ -87,40 +87,24 @@ fn resolve_mapping(
         }
         Some(v) => Mapping::parse(v).unwrap_or_else(|e| bad(e.0)),
     };
-    for c in m.source_columns() {
-        if !source.columns.contains(&c) {
-            fail(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                &format!(
-                    "field_mapping names source column \"{c}\", which {} does not have; its columns are: {}",
-                    source.table,
-                    source.columns.join(", ")
-                ),
-            );
-        }
-        if c == source.key_column {
-            bad(format!(
-                "field_mapping maps \"{c}\", the key of {}; keys are linked by the engine, not mapped",
-                source.table
-            ));
-        }
-    }
-    for c in m.target_columns() {
-        if !target.columns.contains(&c) {
-            fail(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                &format!(
-                    "field_mapping names target column \"{c}\", which {} does not have; its columns are: {}",
-                    target.table,
-                    target.columns.join(", ")
-                ),
-            );
-        }
-        if c == target.key_column {
-            bad(format!(
-                "field_mapping maps \"{c}\", the key of {}; keys are linked by the engine, not mapped",
-                target.table
-            ));
+    for (side, cols, e) in [("source", m.source_columns(), source), ("target", m.target_columns(), target)] {
+        for c in cols {
+            if !e.columns.contains(&c) {
+                fail(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    &format!(
+                        "field_mapping names {side} column \"{c}\", which {} does not have; its columns are: {}",
+                        e.table,
+                        e.columns.join(", ")
+                    ),
+                );
+            }
+            if c == e.key_column {
+                bad(format!(
+                    "field_mapping maps \"{c}\", the key of {}; keys are linked by the engine, not mapped",
+                    e.table
+                ));
+            }
         }
     }
     m
