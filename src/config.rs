@@ -2,7 +2,7 @@
 
 use crate::db;
 use crate::endpoints::{self, Endpoint};
-use crate::mapping::Mapping;
+use crate::mapping::{values_equal, Mapping};
 use crate::merge::{coerce, Direction, Row, Strategy, ValueKind};
 use crate::{ext_schema, fail};
 use pgrx::datum::Interval;
@@ -49,6 +49,31 @@ impl Config {
             .collect())
     }
 
+    /// The source columns to write so the source holds `merged` (target names): only
+    /// the mapping units whose values really differ from the current source row, so a
+    /// lossy transform (lowercase, trim) never rewrites a column nobody changed.
+    pub fn source_changes(&self, merged: &Row, cur: &Row) -> Result<Row, String> {
+        let now = self.project(cur)?;
+        let want = self.unproject(merged)?;
+        let null = serde_json::Value::Null;
+        let mut out = Row::new();
+        for unit in &self.mapping.fields {
+            let differs = unit.target.iter().any(|f| {
+                !values_equal(merged.get(f).unwrap_or(&null), now.get(f).unwrap_or(&null))
+            });
+            if !differs {
+                continue;
+            }
+            for c in &unit.source {
+                let v = want.get(c).cloned().unwrap_or(serde_json::Value::Null);
+                if !cur.get(c).is_some_and(|x| values_equal(x, &v)) {
+                    out.insert(c.clone(), v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The tag the engine's writes carry in change_log.origin.
     pub fn origin(&self) -> String {
         format!("sync_engine:config:{}", self.id)
@@ -87,7 +112,10 @@ fn resolve_mapping(
         }
         Some(v) => Mapping::parse(v).unwrap_or_else(|e| bad(e.0)),
     };
-    for (side, cols, e) in [("source", m.source_columns(), source), ("target", m.target_columns(), target)] {
+    for (side, cols, e) in [
+        ("source", m.source_columns(), source),
+        ("target", m.target_columns(), target),
+    ] {
         for c in cols {
             if !e.columns.contains(&c) {
                 fail(

@@ -214,16 +214,9 @@ fn sync_resolve_conflict(
             target_id = None;
         }
         Some(v) => {
-            let want_src = cfg.unproject(v).unwrap_or_else(|e| bad(e));
             match (&source_id, &src_row) {
                 (Some(s), Some(cur)) => {
-                    let diff: Row = want_src
-                        .into_iter()
-                        .filter(|(k, val)| {
-                            !cur.get(k)
-                                .is_some_and(|c| crate::mapping::values_equal(c, val))
-                        })
-                        .collect();
+                    let diff = cfg.source_changes(v, cur).unwrap_or_else(|e| bad(e));
                     if !diff.is_empty() {
                         let mut m = serde_json::Map::new();
                         m.insert(s.clone(), Value::Object(diff));
@@ -233,6 +226,7 @@ fn sync_resolve_conflict(
                 _ => {
                     let key = new_keys(&cfg.source, &[target_id.clone()]).remove(0);
                     let mut m = serde_json::Map::new();
+                    let want_src = cfg.unproject(v).unwrap_or_else(|e| bad(e));
                     m.insert(key.clone(), Value::Object(want_src));
                     insert_rows(&cfg.source, &cfg.mapping.source_columns(), m);
                     source_id = Some(key);

@@ -680,15 +680,11 @@ impl<'a> Run<'a> {
         let source_write = match plan.source {
             Some(Write::Insert(v)) => Some(Write::Insert(self.cfg.unproject(&v)?)),
             Some(Write::Update(v)) => {
-                let want = self.cfg.unproject(&v)?;
                 let cur = source_id.as_ref().and_then(|s| src_rows.get(s));
-                let diff: Row = want
-                    .into_iter()
-                    .filter(|(k, v)| {
-                        !cur.and_then(|c| c.get(k))
-                            .is_some_and(|c| crate::mapping::values_equal(c, v))
-                    })
-                    .collect();
+                let diff = match cur {
+                    Some(cur) => self.cfg.source_changes(&v, cur)?,
+                    None => self.cfg.unproject(&v)?,
+                };
                 (!diff.is_empty()).then_some(Write::Update(diff))
             }
             other => other,

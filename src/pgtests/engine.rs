@@ -108,8 +108,9 @@ mod tests {
         let r = db.sync(c);
         assert_eq!(r["conflicts"], 0, "{r}");
         assert_eq!(
-            db.json("SELECT full_name, phone FROM e_basic.crm WHERE id = 1"),
-            json!({"full_name": "Ada King", "phone": "555-2"})
+            db.json("SELECT full_name, phone, email FROM e_basic.crm WHERE id = 1"),
+            json!({"full_name": "Ada King", "phone": "555-2", "email": "Ada@Example.COM"}),
+            "a lossy transform (lowercase) never rewrites a source column nobody changed"
         );
         assert_eq!(
             db.json("SELECT phone, lastname FROM e_basic.hub WHERE id = 'hs-1000'"),
