@@ -12,7 +12,7 @@ use crate::merge::{self, Conflict, Input, LinkAction, Plan, Row, Times, Write};
 use crate::subxact;
 use crate::{ext_schema, fail};
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::{JsonB, PgMemoryContexts};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -143,7 +143,12 @@ pub fn execute(config_id: i64, started_by: &str) -> Value {
                     ),
                 })
                 .collect();
-            run.batch(items);
+            // free the fetched rows now, and give each batch a memory context of its
+            // own: memory stays bounded however long the backlog is
+            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
+            let mut cx = PgMemoryContexts::new("sync_engine batch");
+            unsafe { cx.switch_to(|_| run.batch(items)) };
+            drop(cx);
         }
     });
 
