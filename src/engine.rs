@@ -28,6 +28,8 @@ pub struct Stats {
     pub created: i64,
     pub updated: i64,
     pub deleted: i64,
+    /// targets linked by this run (creates, matches), so later batches skip them
+    pub new_targets: Vec<String>,
 }
 
 /// One entity pair to look at, from the work list.
@@ -36,6 +38,8 @@ struct Item {
     target_id: Option<String>,
     source_times: Times,
     target_times: Times,
+    /// the link's base when the pair is linked (then both ids are set)
+    base: Option<Row>,
 }
 
 /// What to do for one entity pair, in table column names.
@@ -43,8 +47,8 @@ struct Item {
 struct Op {
     source_id: Option<String>,
     target_id: Option<String>,
-    /// link source id before this run (relinking removes it)
-    old_link: Option<String>,
+    /// (source id, target id) of the link before this run
+    old_link: Option<(String, String)>,
     target_write: Option<Write>,
     source_write: Option<Write>,
     link: LinkAction,
@@ -57,6 +61,7 @@ struct Run<'a> {
     run_id: i64,
     fields: Vec<String>,
     stats: Stats,
+    linked_targets: HashSet<String>,
 }
 
 #[pg_extern(volatile)]
@@ -114,6 +119,7 @@ pub fn execute(config_id: i64, started_by: &str) -> Value {
         run_id,
         fields: cfg.fields(),
         stats: Stats::default(),
+        linked_targets: HashSet::new(),
     };
     let work_sql = if cfg.position.is_none() {
         initial_work_sql(&cfg, &schema)
@@ -141,6 +147,10 @@ pub fn execute(config_id: i64, started_by: &str) -> Value {
                         r.get::<JsonB>(5).ok().flatten(),
                         r.get::<i64>(6).ok().flatten(),
                     ),
+                    base: match r.get::<JsonB>(7).ok().flatten() {
+                        Some(JsonB(Value::Object(m))) => Some(m),
+                        _ => None,
+                    },
                 })
                 .collect();
             // free the fetched rows now, and give each batch a memory context of its
@@ -205,7 +215,7 @@ fn key_text(e: &Endpoint, alias: &str) -> String {
 fn initial_work_sql(cfg: &Config, schema: &str) -> String {
     let (s, t) = (&cfg.source, &cfg.target);
     format!(
-        "SELECT s_id, t_id, NULL::jsonb, NULL::bigint, NULL::jsonb, NULL::bigint FROM (
+        "SELECT w.s_id, w.t_id, NULL::jsonb, NULL::bigint, NULL::jsonb, NULL::bigint, b.base FROM (
             SELECT {sk} AS s_id, l.target_id AS t_id FROM {st} s
               LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = {sk}
             UNION
@@ -213,7 +223,9 @@ fn initial_work_sql(cfg: &Config, schema: &str) -> String {
               LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.target_id = {tk}
             UNION
             SELECT source_id, target_id FROM {schema}.sync_links WHERE config_id = $1 AND $2::text IS NOT NULL
-         ) w ORDER BY s_id NULLS LAST, t_id",
+         ) w
+         LEFT JOIN {schema}.sync_links b ON b.config_id = $1 AND b.source_id = w.s_id AND b.target_id = w.t_id
+         ORDER BY w.s_id NULLS LAST, w.t_id",
         sk = key_text(s, "s"),
         tk = key_text(t, "t"),
         st = s.table,
@@ -252,9 +264,10 @@ fn work_sql(cfg: &Config, schema: &str, w: &crate::cursor::Window) -> String {
             SELECT l.source_id, i.entity_id FROM ids i
               LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.target_id = i.entity_id WHERE NOT i.is_src
          )
-         SELECT p.s_id, p.t_id, se.times, se.last, te.times, te.last FROM pairs p
+         SELECT p.s_id, p.t_id, se.times, se.last, te.times, te.last, b.base FROM pairs p
            LEFT JOIN et se ON se.is_src AND se.entity_id = p.s_id
            LEFT JOIN et te ON NOT te.is_src AND te.entity_id = p.t_id
+           LEFT JOIN {schema}.sync_links b ON b.config_id = $1 AND b.source_id = p.s_id AND b.target_id = p.t_id
           ORDER BY p.s_id NULLS LAST, p.t_id",
         pred = changes::window_predicate(w, "c"),
         ss = lit(&s.system),
@@ -295,43 +308,7 @@ pub(crate) fn load_rows(e: &Endpoint, ids: &[String]) -> HashMap<String, Row> {
     })
 }
 
-struct Link {
-    source_id: String,
-    target_id: String,
-    base: Row,
-}
-
 impl<'a> Run<'a> {
-    fn load_links(&self, sids: &[String], tids: &[String]) -> Vec<Link> {
-        let sql = format!(
-            "SELECT source_id, target_id, base FROM {}.sync_links
-              WHERE config_id = $1 AND (source_id = ANY($2) OR target_id = ANY($3))",
-            self.schema
-        );
-        Spi::connect(|c| {
-            let t = c
-                .select(
-                    &sql,
-                    None,
-                    &[
-                        self.cfg.id.into(),
-                        sids.to_vec().into(),
-                        tids.to_vec().into(),
-                    ],
-                )
-                .unwrap_or_else(|e| spi_fail(e));
-            t.map(|r| Link {
-                source_id: r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                target_id: r.get::<String>(2).ok().flatten().unwrap_or_default(),
-                base: match r.get::<JsonB>(3).ok().flatten() {
-                    Some(JsonB(Value::Object(m))) => m,
-                    _ => Row::new(),
-                },
-            })
-            .collect()
-        })
-    }
-
     /// Pending manual conflicts of these entities: link source id -> fields ("*" = whole entity).
     fn load_pending(
         &self,
@@ -469,65 +446,37 @@ impl<'a> Run<'a> {
     fn batch(&mut self, items: Vec<Item>) {
         let sids: Vec<String> = items.iter().filter_map(|i| i.source_id.clone()).collect();
         let tids: Vec<String> = items.iter().filter_map(|i| i.target_id.clone()).collect();
-        let links = self.load_links(&sids, &tids);
-        let by_source: HashMap<&str, &Link> =
-            links.iter().map(|l| (l.source_id.as_str(), l)).collect();
-        let by_target: HashMap<&str, &Link> =
-            links.iter().map(|l| (l.target_id.as_str(), l)).collect();
-        let mut src_rows = load_rows(&self.cfg.source, &sids);
+        let src_rows = load_rows(&self.cfg.source, &sids);
         let mut tgt_rows = load_rows(&self.cfg.target, &tids);
         let pending = self.load_pending(&sids, &tids);
 
-        // resolve each item to (source id, target id, link) with the links as they are now
-        struct Pair<'l> {
-            item: Item,
-            link: Option<&'l Link>,
-        }
-        let mut pairs: Vec<Pair> = Vec::new();
+        let mut pairs: Vec<Item> = Vec::new();
         let mut seen: HashSet<(Option<String>, Option<String>)> = HashSet::new();
-        for mut item in items {
-            let link = match (&item.source_id, &item.target_id) {
-                (Some(s), _) => by_source.get(s.as_str()).copied(),
-                (None, Some(t)) => by_target.get(t.as_str()).copied(),
-                (None, None) => None,
-            };
-            if let Some(l) = link {
-                if item.source_id.is_none() {
-                    // linked by an earlier batch of this run (a match or a create)
-                    continue;
+        for item in items {
+            if item.base.is_none() && item.source_id.is_none() {
+                if let Some(t) = &item.target_id {
+                    if self.linked_targets.contains(t) {
+                        // linked by an earlier batch of this run (a match or a create)
+                        continue;
+                    }
                 }
-                item.target_id = Some(l.target_id.clone());
             }
             if !seen.insert((item.source_id.clone(), item.target_id.clone())) {
                 continue;
             }
-            pairs.push(Pair { item, link });
+            pairs.push(item);
         }
-        // rows of linked partners that were not in the work list under their own id
-        let missing_t: Vec<String> = pairs
-            .iter()
-            .filter_map(|p| p.item.target_id.clone())
-            .filter(|t| !tgt_rows.contains_key(t) && !tids.contains(t))
-            .collect();
-        tgt_rows.extend(load_rows(&self.cfg.target, &missing_t));
-        let missing_s: Vec<String> = pairs
-            .iter()
-            .filter_map(|p| p.item.source_id.clone())
-            .filter(|s| !src_rows.contains_key(s) && !sids.contains(s))
-            .collect();
-        src_rows.extend(load_rows(&self.cfg.source, &missing_s));
 
         // project sources; match unlinked sources to existing unlinked targets
         let mut projected: Vec<Option<Result<Row, String>>> = Vec::with_capacity(pairs.len());
         let mut wanted = Vec::new();
         for (i, p) in pairs.iter().enumerate() {
             let proj = p
-                .item
                 .source_id
                 .as_ref()
                 .and_then(|s| src_rows.get(s))
                 .map(|r| self.cfg.project(r));
-            if p.link.is_none() && p.item.target_id.is_none() {
+            if p.base.is_none() && p.target_id.is_none() {
                 if let Some(Ok(row)) = &proj {
                     wanted.push((i, row.clone()));
                 }
@@ -537,12 +486,12 @@ impl<'a> Run<'a> {
         // targets already paired with a linked source are not free to match
         let taken: HashSet<String> = pairs
             .iter()
-            .filter(|p| p.link.is_some())
-            .filter_map(|p| p.item.target_id.clone())
+            .filter(|p| p.base.is_some())
+            .filter_map(|p| p.target_id.clone())
             .collect();
         let mut matched_targets = HashSet::new();
         for (i, (tid, row)) in self.find_matches(&wanted, &taken) {
-            pairs[i].item.target_id = Some(tid.clone());
+            pairs[i].target_id = Some(tid.clone());
             matched_targets.insert(tid.clone());
             tgt_rows.insert(tid, row);
         }
@@ -550,9 +499,8 @@ impl<'a> Run<'a> {
         let mut keep = Vec::with_capacity(pairs.len());
         let mut keep_proj = Vec::with_capacity(pairs.len());
         for (p, proj) in pairs.into_iter().zip(projected) {
-            let absorbed = p.item.source_id.is_none()
-                && p.item
-                    .target_id
+            let absorbed = p.source_id.is_none()
+                && p.target_id
                     .as_ref()
                     .is_some_and(|t| matched_targets.contains(t));
             if !absorbed {
@@ -565,7 +513,7 @@ impl<'a> Run<'a> {
         let mut ops = Vec::with_capacity(pairs.len());
         let mut failed: Vec<(Option<String>, Option<String>, String)> = Vec::new();
         for (p, proj) in pairs.iter().zip(projected) {
-            let (sid, tid) = (p.item.source_id.clone(), p.item.target_id.clone());
+            let (sid, tid) = (p.source_id.clone(), p.target_id.clone());
             let source = match proj {
                 Some(Ok(r)) => Some(r),
                 Some(Err(e)) => {
@@ -585,14 +533,14 @@ impl<'a> Run<'a> {
                 .filter(|(ps, pt, _)| (ps.is_some() && *ps == sid) || (pt.is_some() && *pt == tid))
                 .flat_map(|(_, _, f)| f.clone())
                 .collect();
-            let st = self.source_times_by_field(&p.item.source_times);
+            let st = self.source_times_by_field(&p.source_times);
             let plan = merge::merge(&Input {
                 fields: &self.fields,
                 source: source.as_ref(),
                 target: target.as_ref(),
-                base: p.link.map(|l| &l.base),
+                base: p.base.as_ref(),
                 source_times: &st,
-                target_times: &p.item.target_times,
+                target_times: &p.target_times,
                 pending: &pend,
                 strategy: self.cfg.strategy,
                 direction: self.cfg.direction,
@@ -604,7 +552,9 @@ impl<'a> Run<'a> {
                 plan,
                 sid.clone(),
                 tid.clone(),
-                p.link.map(|l| l.source_id.clone()),
+                p.base
+                    .as_ref()
+                    .and_then(|_| Some((p.source_id.clone()?, p.target_id.clone()?))),
                 &src_rows,
             ) {
                 Ok(op) => ops.push(op),
@@ -643,6 +593,7 @@ impl<'a> Run<'a> {
         t.created += s.created;
         t.updated += s.updated;
         t.deleted += s.deleted;
+        self.linked_targets.extend(s.new_targets);
     }
 
     fn record_error(
@@ -679,7 +630,7 @@ impl<'a> Run<'a> {
         plan: Plan,
         source_id: Option<String>,
         target_id: Option<String>,
-        old_link: Option<String>,
+        old_link: Option<(String, String)>,
         src_rows: &HashMap<String, Row>,
     ) -> Result<Op, String> {
         let source_write = match plan.source {
@@ -799,31 +750,63 @@ impl<'a> Run<'a> {
             update_rows(e, updates);
             delete_rows(e, &deletes);
         }
-        // links: drop the old rows of every touched link, then write the new ones
+        // links: a changed base is updated in place; removed and new links are
+        // deleted and inserted
         let mut drop_s = Vec::new();
         let mut drop_t = Vec::new();
         let mut new_links = Vec::new();
+        let mut bases = Vec::new();
         for o in &ops {
-            if o.link == LinkAction::Keep {
-                continue;
-            }
-            drop_s.extend(o.old_link.clone());
-            drop_s.extend(o.source_id.clone());
-            drop_t.extend(o.target_id.clone());
-            if let (LinkAction::Upsert(base), Some(s), Some(t)) =
-                (&o.link, &o.source_id, &o.target_id)
-            {
-                new_links.push(json!({"s": s, "t": t, "b": base, "c": merge::base_checksum(base)}));
+            let same = match (&o.old_link, &o.source_id, &o.target_id) {
+                (Some((os, ot)), Some(s), Some(t)) => os == s && ot == t,
+                _ => false,
+            };
+            match &o.link {
+                LinkAction::Keep => {}
+                LinkAction::Upsert(base) if same => {
+                    bases.push(
+                        json!({"s": o.source_id, "b": base, "c": merge::base_checksum(base)}),
+                    );
+                }
+                link => {
+                    if let Some((os, ot)) = &o.old_link {
+                        drop_s.push(os.clone());
+                        drop_t.push(ot.clone());
+                    }
+                    if let (LinkAction::Upsert(base), Some(s), Some(t)) =
+                        (link, &o.source_id, &o.target_id)
+                    {
+                        drop_s.push(s.clone());
+                        drop_t.push(t.clone());
+                        st.new_targets.push(t.clone());
+                        new_links.push(
+                            json!({"s": s, "t": t, "b": base, "c": merge::base_checksum(base)}),
+                        );
+                    }
+                }
             }
         }
-        if !drop_s.is_empty() || !drop_t.is_empty() {
+        if !bases.is_empty() {
             db::run(
                 &format!(
-                    "DELETE FROM {}.sync_links WHERE config_id = $1 AND (source_id = ANY($2) OR target_id = ANY($3))",
+                    "UPDATE {}.sync_links l SET base = x->'b', base_checksum = x->>'c', updated_at = now()
+                       FROM jsonb_array_elements($2) x
+                      WHERE l.config_id = $1 AND l.source_id = x->>'s'",
                     self.schema
                 ),
-                &[cfg.id.into(), drop_s.into(), drop_t.into()],
+                &[cfg.id.into(), jsonb_arg(Value::Array(bases)).into()],
             );
+        }
+        if !drop_s.is_empty() {
+            for (col, ids) in [("source_id", drop_s), ("target_id", drop_t)] {
+                db::run(
+                    &format!(
+                        "DELETE FROM {}.sync_links WHERE config_id = $1 AND {col} = ANY($2)",
+                        self.schema
+                    ),
+                    &[cfg.id.into(), ids.into()],
+                );
+            }
         }
         if !new_links.is_empty() {
             db::run(
@@ -970,13 +953,15 @@ pub(crate) fn update_rows(e: &Endpoint, rows: serde_json::Map<String, Value>) {
     let kc = crate::capture::quote_ident(&e.key_column);
     let sql = format!(
         "UPDATE {table} t SET ({cols}) = (SELECT {rcols} FROM jsonb_populate_record(t, x.v) r)
-           FROM jsonb_each($1) x(k, v) WHERE t.{kc} = (x.k)::{kt}",
+           FROM jsonb_each($1) x(k, v) WHERE t.{kc} = (x.k)::{kt} AND t.{kc} = ANY($2::text[]::{kt}[])",
         table = e.table,
         cols = col_list(&cols, ""),
         rcols = col_list(&cols, "r."),
         kt = e.key_type,
     );
-    db::run(&sql, &[jsonb_arg(Value::Object(rows)).into()]);
+    // the key list lets the planner find the rows by index whatever it guesses for jsonb_each
+    let keys: Vec<String> = rows.keys().cloned().collect();
+    db::run(&sql, &[jsonb_arg(Value::Object(rows)).into(), keys.into()]);
 }
 
 pub(crate) fn delete_rows(e: &Endpoint, ids: &[String]) {
