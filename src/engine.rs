@@ -62,6 +62,8 @@ struct Run<'a> {
     fields: Vec<String>,
     stats: Stats,
     linked_targets: HashSet<String>,
+    /// microseconds spent loading rows, up to the merge's end, applying (DEBUG1 log)
+    timing: [u128; 3],
 }
 
 #[pg_extern(volatile)]
@@ -120,6 +122,7 @@ pub fn execute(config_id: i64, started_by: &str) -> Value {
         fields: cfg.fields(),
         stats: Stats::default(),
         linked_targets: HashSet::new(),
+        timing: [0; 3],
     };
     let work_sql = if cfg.position.is_none() {
         initial_work_sql(&cfg, &schema)
@@ -162,6 +165,12 @@ pub fn execute(config_id: i64, started_by: &str) -> Value {
         }
     });
 
+    debug1!(
+        "sync_engine: config {config_id}: load {} ms, load+merge {} ms, apply {} ms",
+        run.timing[0] / 1000,
+        run.timing[1] / 1000,
+        run.timing[2] / 1000
+    );
     let s = &run.stats;
     let duration_ms = started.elapsed().as_millis() as i64;
     let result = json!({
@@ -446,9 +455,11 @@ impl<'a> Run<'a> {
     fn batch(&mut self, items: Vec<Item>) {
         let sids: Vec<String> = items.iter().filter_map(|i| i.source_id.clone()).collect();
         let tids: Vec<String> = items.iter().filter_map(|i| i.target_id.clone()).collect();
+        let t0 = std::time::Instant::now();
         let src_rows = load_rows(&self.cfg.source, &sids);
         let mut tgt_rows = load_rows(&self.cfg.target, &tids);
         let pending = self.load_pending(&sids, &tids);
+        self.timing[0] += t0.elapsed().as_micros();
 
         let mut pairs: Vec<Item> = Vec::new();
         let mut seen: HashSet<(Option<String>, Option<String>)> = HashSet::new();
@@ -568,8 +579,11 @@ impl<'a> Run<'a> {
             return;
         }
         // apply the batch at once; on failure isolate the failing entities
+        self.timing[1] += t0.elapsed().as_micros();
+        let t1 = std::time::Instant::now();
         let all = ops.clone();
         let whole = subxact::run(|| self.apply(all));
+        self.timing[2] += t1.elapsed().as_micros();
         match whole {
             Ok(st) => self.add(st),
             Err(_) => {
@@ -787,14 +801,18 @@ impl<'a> Run<'a> {
             }
         }
         if !bases.is_empty() {
+            let base_ids: Vec<String> = bases
+                .iter()
+                .filter_map(|b| b["s"].as_str().map(String::from))
+                .collect();
             db::run(
                 &format!(
                     "UPDATE {}.sync_links l SET base = x->'b', base_checksum = x->>'c', updated_at = now()
                        FROM jsonb_array_elements($2) x
-                      WHERE l.config_id = $1 AND l.source_id = x->>'s'",
+                      WHERE l.config_id = $1 AND l.source_id = x->>'s' AND l.source_id = ANY($3)",
                     self.schema
                 ),
-                &[cfg.id.into(), jsonb_arg(Value::Array(bases)).into()],
+                &[cfg.id.into(), jsonb_arg(Value::Array(bases)).into(), base_ids.into()],
             );
         }
         if !drop_s.is_empty() {
