@@ -54,6 +54,8 @@ CREATE TABLE sync_configs (
     position           text,
     last_run_at        timestamptz,
     next_run_at        timestamptz NOT NULL DEFAULT now(),
+    -- failed scheduled runs in a row; the worker backs off on them
+    consecutive_failures integer   NOT NULL DEFAULT 0,
     created_at         timestamptz NOT NULL DEFAULT now()
 );
 
@@ -119,3 +121,33 @@ CREATE TABLE sync_errors (
     resolved   boolean     NOT NULL DEFAULT false
 );
 CREATE INDEX sync_errors_open_idx ON sync_errors (config_id) WHERE NOT resolved;
+
+-- For analysts and DBAs: one row per config with its last run, lag and open work.
+CREATE VIEW sync_status AS
+SELECT c.id AS config_id,
+       c.name,
+       c.enabled,
+       c.sync_interval,
+       c.last_run_at,
+       c.next_run_at,
+       c.consecutive_failures,
+       r.status AS last_status,
+       r.started_by AS last_started_by,
+       r.result AS last_result,
+       r.error AS last_error,
+       (SELECT now() - min(l.changed_at)
+          FROM change_log l
+         WHERE c.position IS NOT NULL
+           AND l.txid >= pg_snapshot_xmin(c.position::pg_snapshot)
+           AND NOT pg_visible_in_snapshot(l.txid, c.position::pg_snapshot)
+           AND ((l.system = c.source_system AND l.entity_type = c.entity_type)
+             OR (l.system = c.target_system AND l.entity_type = c.target_entity_type))
+           AND l.origin IS DISTINCT FROM 'sync_engine:config:' || c.id) AS lag,
+       (SELECT count(*) FROM sync_conflicts k WHERE k.config_id = c.id AND k.resolution = 'pending') AS pending_conflicts,
+       (SELECT count(*) FROM sync_errors e WHERE e.config_id = c.id AND NOT e.resolved) AS open_errors,
+       (SELECT count(*) FROM sync_runs f
+         WHERE f.config_id = c.id AND f.status IN ('failed', 'partial') AND f.started_at > now() - interval '1 day')
+         AS failed_runs_last_day
+  FROM sync_configs c
+  LEFT JOIN LATERAL (SELECT * FROM sync_runs r WHERE r.config_id = c.id ORDER BY r.started_at DESC, r.id DESC LIMIT 1) r
+         ON true;

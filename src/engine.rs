@@ -73,6 +73,12 @@ fn sync_execute(config_id: i64) -> JsonB {
 
 /// Run a config now. `started_by` is recorded in sync_runs (manual, worker, cron).
 pub fn execute(config_id: i64, started_by: &str) -> Value {
+    execute_run(config_id, started_by, None)
+}
+
+/// Run a config, completing the `sync_runs` row `run_id` if the caller recorded one
+/// beforehand (the worker does, in its own transaction, so a run that dies is seen).
+pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Value {
     let iso = db::one::<String>("SELECT current_setting('transaction_isolation')", &[])
         .unwrap_or_default();
     if iso != "read committed" {
@@ -102,13 +108,14 @@ pub fn execute(config_id: i64, started_by: &str) -> Value {
     let started = std::time::Instant::now();
     let cur = changes::current_position();
     let window = changes::window(cfg.position.as_deref(), &cur.to_string());
-    let run_id = db::one::<i64>(
-        &format!(
-            "INSERT INTO {schema}.sync_runs (config_id, started_by) VALUES ($1, $2) RETURNING id"
-        ),
-        &[config_id.into(), started_by.into()],
-    )
-    .expect("run id");
+    let run_id = match run_id {
+        Some(id) => id,
+        None => db::one::<i64>(
+            &format!("INSERT INTO {schema}.sync_runs (config_id, started_by) VALUES ($1, $2) RETURNING id"),
+            &[config_id.into(), started_by.into()],
+        )
+        .expect("run id"),
+    };
     let prev_origin = db::one::<String>("SELECT current_setting('sync_engine.origin', true)", &[]);
     db::run(
         "SELECT set_config('sync_engine.origin', $1, true)",
@@ -184,7 +191,8 @@ pub fn execute(config_id: i64, started_by: &str) -> Value {
     );
     db::run(
         &format!(
-            "UPDATE {schema}.sync_configs SET position = $2, last_run_at = now(), next_run_at = now() + sync_interval
+            "UPDATE {schema}.sync_configs SET position = $2, last_run_at = now(), next_run_at = now() + sync_interval,
+                    consecutive_failures = 0
               WHERE id = $1"
         ),
         &[config_id.into(), cur.to_string().into()],

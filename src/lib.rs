@@ -19,6 +19,7 @@ pub mod mapping;
 pub mod merge;
 pub mod rowjson;
 pub mod subxact;
+pub mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -27,6 +28,7 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
+    worker::register();
 }
 
 /// Raise an ERROR with a SQLSTATE a caller can match on.
@@ -72,6 +74,10 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec![
+            "shared_preload_libraries = 'sync_engine'",
+            "sync_engine.database = 'pgrx_tests'",
+            "sync_engine.naptime = 1",
+        ]
     }
 }

@@ -44,3 +44,15 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
     }
     result
 }
+
+/// SQLSTATE (as PgSqlErrorCode debug name) and message of a caught error.
+pub fn describe(e: &CaughtError) -> SubxactError {
+    let r = match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    SubxactError {
+        sqlstate: format!("{:?}", r.sql_error_code()),
+        message: r.message().to_string(),
+    }
+}

@@ -2,23 +2,23 @@
 //! own transaction, as an application or the worker would run them).
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use crate::pgtests::concurrent::cluster;
     use serde_json::{json, Value};
 
-    struct Db(postgres::Client);
+    pub struct Db(pub postgres::Client);
 
     impl Db {
-        fn new() -> Db {
+        pub fn new() -> Db {
             cluster();
             Db(pgrx_tests::client().unwrap().0)
         }
-        fn exec(&mut self, sql: &str) {
+        pub fn exec(&mut self, sql: &str) {
             self.0
                 .batch_execute(sql)
                 .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         }
-        fn json(&mut self, sql: &str) -> Value {
+        pub fn json(&mut self, sql: &str) -> Value {
             let r = self
                 .0
                 .query_one(&format!("SELECT to_jsonb(x)::text FROM ({sql}) x"), &[]);
@@ -27,7 +27,7 @@ mod tests {
                 .parse::<Value>()
                 .unwrap()
         }
-        fn rows(&mut self, sql: &str) -> Value {
+        pub fn rows(&mut self, sql: &str) -> Value {
             let r = self.0.query_one(
                 &format!("SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]')::text FROM ({sql}) x"),
                 &[],
@@ -37,14 +37,14 @@ mod tests {
                 .parse::<Value>()
                 .unwrap()
         }
-        fn sync(&mut self, cfg: i64) -> Value {
+        pub fn sync(&mut self, cfg: i64) -> Value {
             let r = self.0.query_one("SELECT sync_execute($1)::text", &[&cfg]);
             r.unwrap_or_else(|e| panic!("sync_execute({cfg}): {e:?}"))
                 .get::<_, String>(0)
                 .parse::<Value>()
                 .unwrap()
         }
-        fn err(&mut self, sql: &str) -> String {
+        pub fn err(&mut self, sql: &str) -> String {
             match self.0.batch_execute(sql) {
                 Ok(_) => panic!("expected an error from {sql}"),
                 Err(e) => {
@@ -55,13 +55,13 @@ mod tests {
         }
     }
 
-    const MAPPING: &str = r#"[{"source": "full_name", "target": ["firstname", "lastname"], "transform": "split"},
+    pub const MAPPING: &str = r#"[{"source": "full_name", "target": ["firstname", "lastname"], "transform": "split"},
                               {"source": "email", "target": "email", "transform": "lowercase"},
                               {"source": "phone", "target": "phone"}]"#;
 
     /// A CRM table (integer keys) and a HubSpot-style mirror (text keys from its own
     /// default), registered, with a config between them. Returns the config id.
-    fn crm_hub(db: &mut Db, p: &str, strategy: &str, direction: &str, match_on: &str) -> i64 {
+    pub fn crm_hub(db: &mut Db, p: &str, strategy: &str, direction: &str, match_on: &str) -> i64 {
         db.exec(&format!(
             "CREATE SCHEMA {p};
              CREATE TABLE {p}.crm (id serial PRIMARY KEY, full_name text, email text, phone text);
@@ -71,11 +71,15 @@ mod tests {
              SELECT sync_register_table('{p}_crm', 'contacts', '{p}.crm');
              SELECT sync_register_table('{p}_hub', 'contacts', '{p}.hub');"
         ));
-        let v = db.json(&format!(
+        // created disabled in the same transaction: these tests run it by hand, not the worker
+        db.exec(&format!(
             "SELECT sync_create_config('{p}', '{p}_crm', '{p}_hub', 'contacts', '{MAPPING}',
-                                       '{strategy}', '{direction}', match_on => {match_on}) AS id"
+                                       '{strategy}', '{direction}', match_on => {match_on});
+             UPDATE sync_configs SET enabled = false WHERE name = '{p}';"
         ));
-        v["id"].as_i64().unwrap()
+        db.json(&format!("SELECT id FROM sync_configs WHERE name = '{p}'"))["id"]
+            .as_i64()
+            .unwrap()
     }
 
     fn counts(r: &Value) -> Value {

@@ -2,5 +2,6 @@
 //! (run inside a rolled-back transaction) or plain #[test]s using autocommit clients.
 mod capture;
 pub mod concurrent;
-mod engine;
+pub mod engine;
 pub mod util;
+mod worker;

@@ -1,0 +1,149 @@
+//! The background worker, preloaded in the test cluster (see `pg_test` in lib.rs):
+//! plain #[test]s with autocommit connections that wait for it.
+
+#[cfg(test)]
+mod tests {
+    use crate::pgtests::engine::tests::{crm_hub, Db};
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+
+    /// Poll `sql` (a single-value query) until it returns `want`, up to 30 s.
+    fn wait_for(db: &mut Db, sql: &str, want: serde_json::Value) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let v = db.json(&format!("SELECT ({sql}) AS v"))["v"].clone();
+            if v == want || start.elapsed() > Duration::from_secs(30) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn schedule(db: &mut Db, cfg: i64) {
+        db.exec(&format!(
+            "UPDATE sync_configs SET enabled = true, sync_interval = '1 second', next_run_at = now() WHERE id = {cfg}"
+        ));
+    }
+
+    #[test]
+    fn the_worker_syncs_on_the_interval_without_any_call() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "w_basic", "latest_wins", "bidirectional", "NULL");
+        schedule(&mut db, c);
+        db.exec("INSERT INTO w_basic.crm (full_name, phone) VALUES ('Ann Lee', '1')");
+        assert_eq!(
+            wait_for(&mut db, "SELECT count(*) FROM w_basic.hub", json!(1)),
+            json!(1)
+        );
+        db.exec("UPDATE w_basic.hub SET phone = '2'");
+        assert_eq!(
+            wait_for(&mut db, "SELECT phone FROM w_basic.crm", json!("2")),
+            json!("2")
+        );
+        let s = db.json(&format!(
+            "SELECT last_status, last_started_by, next_run_at > last_run_at AS scheduled, pending_conflicts
+               FROM sync_status WHERE config_id = {c}"
+        ));
+        assert_eq!(
+            s,
+            json!({"last_status": "success", "last_started_by": "worker", "scheduled": true, "pending_conflicts": 0})
+        );
+        assert!(
+            db.json(&format!("SELECT count(*) AS n FROM sync_runs WHERE config_id = {c} AND started_by = 'worker'"))["n"]
+                .as_i64()
+                .unwrap()
+                >= 2
+        );
+    }
+
+    #[test]
+    fn a_disabled_config_does_not_run() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "w_off", "latest_wins", "bidirectional", "NULL");
+        db.exec(&format!("UPDATE sync_configs SET sync_interval = '1 second', next_run_at = now() WHERE id = {c}"));
+        db.exec("INSERT INTO w_off.crm (full_name) VALUES ('Ann Lee')");
+        std::thread::sleep(Duration::from_secs(4));
+        assert_eq!(db.json("SELECT count(*) AS n FROM w_off.hub")["n"], 0);
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_runs WHERE config_id = {c}"
+            ))["n"],
+            0
+        );
+    }
+
+    #[test]
+    fn a_failing_config_backs_off_and_the_others_keep_running() {
+        let mut db = Db::new();
+        let bad = crm_hub(&mut db, "w_bad", "latest_wins", "bidirectional", "NULL");
+        let good = crm_hub(&mut db, "w_good", "latest_wins", "bidirectional", "NULL");
+        db.exec("DROP TABLE w_bad.hub");
+        schedule(&mut db, bad);
+        schedule(&mut db, good);
+        let failed = format!(
+            "SELECT count(*) FROM sync_runs WHERE config_id = {bad} AND status = 'failed' AND error LIKE '%no longer exists%'"
+        );
+        assert_eq!(wait_for(&mut db, &failed, json!(1)), json!(1));
+        db.exec("INSERT INTO w_good.crm (full_name) VALUES ('Still Syncing')");
+        assert_eq!(
+            wait_for(&mut db, "SELECT count(*) FROM w_good.hub", json!(1)),
+            json!(1)
+        );
+        let s = db.json(&format!(
+            "SELECT consecutive_failures >= 1 AS failing, next_run_at > now() AS backed_off, last_status
+               FROM sync_status WHERE config_id = {bad}"
+        ));
+        assert_eq!(
+            s,
+            json!({"failing": true, "backed_off": true, "last_status": "failed"})
+        );
+        // no run is ever left 'running'
+        assert_eq!(db.json(&format!("SELECT count(*) AS n FROM sync_runs WHERE config_id = {bad} AND status = 'running'"))["n"], 0);
+    }
+
+    #[test]
+    fn pruning_removes_only_what_every_config_has_consumed() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "w_prune", "latest_wins", "bidirectional", "NULL");
+        db.exec("INSERT INTO w_prune.crm (full_name) VALUES ('A B'), ('C D')");
+        db.sync(c);
+        db.exec("UPDATE w_prune.crm SET phone = 'not yet synced' WHERE id = 1");
+        let n =
+            "SELECT count(*) AS n FROM change_log WHERE system IN ('w_prune_crm', 'w_prune_hub')";
+        assert_eq!(
+            db.json(n)["n"],
+            5,
+            "2 inserts + 2 engine inserts + 1 update"
+        );
+        db.json("SELECT sync_prune('0 seconds') AS n");
+        let left = db.rows(
+            "SELECT system, operation FROM change_log WHERE system IN ('w_prune_crm', 'w_prune_hub') ORDER BY id",
+        );
+        // the run's own writes become consumed with the next run (it passes its own
+        // transaction only once that has committed); the unsynced update stays too
+        assert_eq!(
+            left,
+            json!([
+                {"system": "w_prune_hub", "operation": "insert"},
+                {"system": "w_prune_hub", "operation": "insert"},
+                {"system": "w_prune_crm", "operation": "update"}
+            ])
+        );
+        db.sync(c);
+        db.json("SELECT sync_prune('0 seconds') AS n");
+        let left = db.rows(
+            "SELECT system, operation, origin IS NOT NULL AS engine FROM change_log
+              WHERE system IN ('w_prune_crm', 'w_prune_hub') ORDER BY id",
+        );
+        assert_eq!(
+            left,
+            json!([{"system": "w_prune_hub", "operation": "update", "engine": true}]),
+            "all consumed records are gone; the second run's own write waits for the next run"
+        );
+        // the retention keeps consumed records for audit
+        db.exec("UPDATE w_prune.crm SET phone = 'x' WHERE id = 2");
+        db.sync(c);
+        db.json("SELECT sync_prune('1 hour') AS n");
+        assert_eq!(db.json(n)["n"], 3);
+    }
+}

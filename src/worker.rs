@@ -1,0 +1,292 @@
+//! The scheduler: a background worker (when the library is in
+//! shared_preload_libraries) that runs every enabled config whose interval has
+//! elapsed, records failures with back-off, and prunes change_log and sync_runs.
+//!
+//! Each step is its own short transaction: the intent row of a run, the run itself
+//! (everything of it commits together), the failure record. A run that dies leaves its
+//! intent row 'running'; the worker marks such rows failed when it (re)starts.
+
+use crate::engine::{self, LOCK_CLASS};
+use crate::guc;
+use crate::subxact::{describe, SubxactError};
+use pgrx::bgworkers::*;
+use pgrx::prelude::*;
+use pgrx::PgTryBuilder;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+pub const WORKER_NAME: &str = "sync_engine scheduler";
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+pub fn register() {
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    BackgroundWorkerBuilder::new(WORKER_NAME)
+        .set_type(WORKER_NAME)
+        .set_function("sync_engine_worker_main")
+        .set_library("sync_engine")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+/// Run `f` in a transaction of its own; an ERROR aborts it and is returned.
+fn in_txn<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let f = AssertUnwindSafe(f);
+    let r = PgTryBuilder::new(AssertUnwindSafe(move || Ok((f.0)())))
+        .catch_others(|e| Err(describe(&e)))
+        .execute();
+    unsafe {
+        match &r {
+            Ok(_) => {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::CommitTransactionCommand();
+            }
+            Err(_) => pg_sys::AbortCurrentTransaction(),
+        }
+    }
+    r
+}
+
+fn report(what: &str, e: &SubxactError) {
+    warning!(
+        "sync_engine scheduler: {what}: {} ({})",
+        e.message,
+        e.sqlstate
+    );
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn sync_engine_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = guc::DATABASE
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "postgres".to_string());
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    log!("{WORKER_NAME} started in database \"{db}\"");
+    let mut recovered = false;
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        if guc::ENABLED.get() {
+            match in_txn(|| crate::db::one::<String>(EXT_SCHEMA_SQL, &[])) {
+                Ok(Some(schema)) => {
+                    let schema = crate::capture::quote_ident(&schema);
+                    if !recovered {
+                        recovered = mark_dead_runs(&schema);
+                    }
+                    run_due(&schema);
+                    if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                        mark_dead_runs(&schema);
+                        prune(&schema);
+                        last_prune = Some(Instant::now());
+                    }
+                }
+                Ok(None) => {} // extension not created (yet) in this database
+                Err(e) => report("looking for the extension", &e),
+            }
+        }
+        let nap = Duration::from_secs(guc::NAPTIME.get().max(1) as u64);
+        if !BackgroundWorker::wait_latch(Some(nap)) {
+            break;
+        }
+    }
+    log!("{WORKER_NAME} exiting");
+}
+
+const EXT_SCHEMA_SQL: &str = "SELECT n.nspname::text FROM pg_extension e \
+     JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'sync_engine'";
+
+/// Runs left 'running' by a session or worker that died: nobody holds their config's
+/// run lock any more. Their work was rolled back; the next run redoes it.
+fn mark_dead_runs(schema: &str) -> bool {
+    let r = in_txn(|| {
+        crate::db::run(
+            &format!(
+                "UPDATE {schema}.sync_runs r SET status = 'failed', completed_at = clock_timestamp(),
+                        error = 'the run ended without completing (its session or the server stopped); nothing of it was applied, the next run redoes it'
+                  WHERE r.status = 'running' AND pg_try_advisory_xact_lock({LOCK_CLASS}, r.config_id::int)"
+            ),
+            &[],
+        )
+    });
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            report("marking dead runs", &e);
+            false
+        }
+    }
+}
+
+fn run_due(schema: &str) {
+    let due = in_txn(|| {
+        Spi::connect(|c| {
+            let t = c
+                .select(
+                    &format!(
+                        "SELECT id FROM {schema}.sync_configs WHERE enabled AND next_run_at <= now() ORDER BY next_run_at, id"
+                    ),
+                    None,
+                    &[],
+                )
+                .unwrap_or_else(|e| crate::db::spi_fail(e));
+            t.filter_map(|r| r.get::<i64>(1).ok().flatten())
+                .collect::<Vec<i64>>()
+        })
+    });
+    let due = match due {
+        Ok(d) => d,
+        Err(e) => return report("listing due configs", &e),
+    };
+    for id in due {
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+        run_one(schema, id);
+    }
+}
+
+fn run_one(schema: &str, config_id: i64) {
+    let intent = in_txn(|| {
+        crate::db::one::<i64>(
+            &format!(
+                "INSERT INTO {schema}.sync_runs (config_id, started_by)
+                 SELECT id, 'worker' FROM {schema}.sync_configs WHERE id = $1 RETURNING id"
+            ),
+            &[config_id.into()],
+        )
+    });
+    let run_id = match intent {
+        Ok(Some(id)) => id,
+        Ok(None) => return, // config deleted meanwhile
+        Err(e) => return report(&format!("starting config {config_id}"), &e),
+    };
+    match in_txn(|| engine::execute_run(config_id, "worker", Some(run_id))) {
+        Ok(_) => {}
+        Err(e) if e.sqlstate.contains("LOCK_NOT_AVAILABLE") => {
+            // a run started elsewhere (sync_execute, pg_cron) is in progress: not a failure
+            if let Err(e) = in_txn(|| {
+                crate::db::run(
+                    &format!("DELETE FROM {schema}.sync_runs WHERE id = $1"),
+                    &[run_id.into()],
+                )
+            }) {
+                report("dropping a skipped run", &e);
+            }
+        }
+        Err(err) => {
+            let recorded = in_txn(|| {
+                crate::db::run(
+                    &format!(
+                        "UPDATE {schema}.sync_runs SET status = 'failed', completed_at = clock_timestamp(), error = $2
+                          WHERE id = $1"
+                    ),
+                    &[run_id.into(), err.message.clone().into()],
+                );
+                // back off: interval * 2^failures, at most an hour (or the interval if longer)
+                crate::db::run(
+                    &format!(
+                        "UPDATE {schema}.sync_configs
+                            SET consecutive_failures = consecutive_failures + 1, last_run_at = now(),
+                                next_run_at = now() + greatest(sync_interval,
+                                    least(sync_interval * power(2, least(consecutive_failures + 1, 16)), interval '1 hour'))
+                          WHERE id = $1"
+                    ),
+                    &[config_id.into()],
+                );
+            });
+            if let Err(e) = recorded {
+                report(&format!("recording the failure of config {config_id}"), &e);
+            }
+        }
+    }
+}
+
+/// One bounded batch of change records that every config using their endpoint has
+/// consumed (visible in its position) and that are older than `keep`.
+fn prune_log_sql(schema: &str, keep: &str, batch: i64) -> String {
+    format!(
+        "DELETE FROM {schema}.change_log WHERE id IN (
+            SELECT l.id FROM {schema}.change_log l
+             WHERE l.changed_at < now() - {keep}::interval
+               AND l.txid < pg_snapshot_xmin(pg_current_snapshot())
+               AND NOT EXISTS (
+                   SELECT 1 FROM {schema}.sync_configs c
+                    WHERE ((c.source_system = l.system AND c.entity_type = l.entity_type)
+                        OR (c.target_system = l.system AND c.target_entity_type = l.entity_type))
+                      AND (c.position IS NULL OR NOT pg_visible_in_snapshot(l.txid, c.position::pg_snapshot)))
+             ORDER BY l.txid LIMIT {batch})"
+    )
+}
+
+fn prune_runs_sql(schema: &str, days: i32, batch: i64) -> String {
+    format!(
+        "DELETE FROM {schema}.sync_runs WHERE id IN (
+            SELECT id FROM {schema}.sync_runs
+             WHERE status <> 'running' AND started_at < now() - make_interval(days => {days})
+             LIMIT {batch})"
+    )
+}
+
+fn delete_batch(sql: &str) -> i64 {
+    Spi::connect_mut(|c| c.update(sql, None, &[]).map(|t| t.len() as i64))
+        .unwrap_or_else(|e| crate::db::spi_fail(e))
+}
+
+/// Prune change_log now, in the caller's transaction: records every config using
+/// their endpoint has consumed, older than `keep` (default: sync_engine.log_retention
+/// hours). Returns how many were deleted. The worker does the same in the background.
+#[pg_extern(volatile)]
+fn sync_prune(keep: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
+    let schema = crate::ext_schema();
+    let keep = match keep {
+        Some(i) => crate::quote_literal(
+            &crate::db::one::<String>("SELECT $1::text", &[i.into()]).unwrap_or_default(),
+        ),
+        None => format!("'{} hours'", guc::LOG_RETENTION_HOURS.get()),
+    };
+    let batch = guc::PRUNE_BATCH.get() as i64;
+    let sql = prune_log_sql(&schema, &keep, batch);
+    let mut total = 0;
+    loop {
+        let n = delete_batch(&sql);
+        total += n;
+        if n < batch {
+            return total;
+        }
+    }
+}
+
+/// Background pruning: bounded batches, each in its own transaction.
+fn prune(schema: &str) {
+    let batch = guc::PRUNE_BATCH.get() as i64;
+    let keep = format!("'{} hours'", guc::LOG_RETENTION_HOURS.get());
+    let steps = [
+        prune_log_sql(schema, &keep, batch),
+        prune_runs_sql(schema, guc::RUNS_RETENTION_DAYS.get(), batch),
+    ];
+    for sql in steps {
+        for _ in 0..100 {
+            match in_txn(|| delete_batch(&sql)) {
+                Ok(n) if n == batch => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    report("pruning", &e);
+                    break;
+                }
+            }
+        }
+    }
+}
