@@ -16,7 +16,7 @@ use pgrx::{JsonB, PgMemoryContexts};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
-const BATCH: i64 = 500;
+const BATCH: i64 = 2000;
 /// Advisory lock class for "a run of config N is in progress".
 pub const LOCK_CLASS: i32 = 0x5359_4e43; // 'SYNC'
 
@@ -141,32 +141,36 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
             .try_open_cursor(&work_sql, &[cfg.id.into(), cfg.origin().into()])
             .unwrap_or_else(|e| spi_fail(e));
         loop {
-            let t = cursor.fetch(BATCH).unwrap_or_else(|e| spi_fail(e));
-            if t.is_empty() {
+            // each batch (its fetch included) works in a memory context of its own,
+            // deleted afterwards: memory stays bounded however long the backlog is
+            let mut cx = PgMemoryContexts::new("sync_engine batch");
+            let items: Vec<Item> = unsafe {
+                cx.switch_to(|_| {
+                    let t = cursor.fetch(BATCH).unwrap_or_else(|e| spi_fail(e));
+                    let items = t.map(|r| Item {
+                        source_id: r.get::<String>(1).ok().flatten(),
+                        target_id: r.get::<String>(2).ok().flatten(),
+                        source_times: times(
+                            r.get::<JsonB>(3).ok().flatten(),
+                            r.get::<i64>(4).ok().flatten(),
+                        ),
+                        target_times: times(
+                            r.get::<JsonB>(5).ok().flatten(),
+                            r.get::<i64>(6).ok().flatten(),
+                        ),
+                        base: match r.get::<JsonB>(7).ok().flatten() {
+                            Some(JsonB(Value::Object(m))) => Some(m),
+                            _ => None,
+                        },
+                    });
+                    let items = items.collect();
+                    pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
+                    items
+                })
+            };
+            if items.is_empty() {
                 break;
             }
-            let items: Vec<Item> = t
-                .map(|r| Item {
-                    source_id: r.get::<String>(1).ok().flatten(),
-                    target_id: r.get::<String>(2).ok().flatten(),
-                    source_times: times(
-                        r.get::<JsonB>(3).ok().flatten(),
-                        r.get::<i64>(4).ok().flatten(),
-                    ),
-                    target_times: times(
-                        r.get::<JsonB>(5).ok().flatten(),
-                        r.get::<i64>(6).ok().flatten(),
-                    ),
-                    base: match r.get::<JsonB>(7).ok().flatten() {
-                        Some(JsonB(Value::Object(m))) => Some(m),
-                        _ => None,
-                    },
-                })
-                .collect();
-            // free the fetched rows now, and give each batch a memory context of its
-            // own: memory stays bounded however long the backlog is
-            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
-            let mut cx = PgMemoryContexts::new("sync_engine batch");
             unsafe { cx.switch_to(|_| run.batch(items)) };
             drop(cx);
         }
