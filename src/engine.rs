@@ -68,7 +68,15 @@ struct Run<'a> {
 
 #[pg_extern(volatile)]
 fn sync_execute(config_id: i64) -> JsonB {
-    JsonB(execute(config_id, "manual"))
+    // pg_cron runs jobs in a background worker of type pg_cron, or over a connection
+    // named pg_cron: record such runs as started by cron
+    let by = db::one::<String>(
+        "SELECT CASE WHEN backend_type ILIKE 'pg_cron%' OR application_name = 'pg_cron' THEN 'cron' ELSE 'manual' END
+           FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+        &[],
+    )
+    .unwrap_or_else(|| "manual".into());
+    JsonB(execute(config_id, &by))
 }
 
 /// Run a config now. `started_by` is recorded in sync_runs (manual, worker, cron).

@@ -75,7 +75,10 @@ pub mod pg_test {
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         vec![
-            "shared_preload_libraries = 'sync_engine'",
+            "shared_preload_libraries = 'sync_engine,pg_cron'",
+            "cron.database_name = 'pgrx_tests'",
+            "cron.use_background_workers = on",
+            "max_worker_processes = 16",
             "sync_engine.database = 'pgrx_tests'",
             "sync_engine.naptime = 1",
         ]

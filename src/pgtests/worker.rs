@@ -9,10 +9,14 @@ mod tests {
 
     /// Poll `sql` (a single-value query) until it returns `want`, up to 30 s.
     fn wait_for(db: &mut Db, sql: &str, want: serde_json::Value) -> serde_json::Value {
+        wait_up_to(db, sql, want, 30)
+    }
+
+    fn wait_up_to(db: &mut Db, sql: &str, want: serde_json::Value, secs: u64) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let v = db.json(&format!("SELECT ({sql}) AS v"))["v"].clone();
-            if v == want || start.elapsed() > Duration::from_secs(30) {
+            if v == want || start.elapsed() > Duration::from_secs(secs) {
                 return v;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -99,6 +103,26 @@ mod tests {
         );
         // no run is ever left 'running'
         assert_eq!(db.json(&format!("SELECT count(*) AS n FROM sync_runs WHERE config_id = {bad} AND status = 'running'"))["n"], 0);
+    }
+
+    /// pg_cron as the scheduler instead of the worker (Debian's pg_cron 1.4 runs jobs
+    /// at minute granularity, so this waits for the next minute).
+    #[test]
+    fn a_pg_cron_job_syncs_and_its_runs_are_recorded() {
+        let mut db = Db::new();
+        db.exec("CREATE EXTENSION IF NOT EXISTS pg_cron");
+        let c = crm_hub(&mut db, "w_cron", "latest_wins", "bidirectional", "NULL");
+        db.exec("INSERT INTO w_cron.crm (full_name, phone) VALUES ('Cron Job', '1')");
+        db.exec(&format!(
+            "SELECT cron.schedule('sync-w-cron', '* * * * *', 'SELECT sync_execute({c})')"
+        ));
+        let n = wait_up_to(&mut db, "SELECT count(*) FROM w_cron.hub", json!(1), 150);
+        db.exec("SELECT cron.unschedule('sync-w-cron')");
+        assert_eq!(n, json!(1), "the cron job synced the new contact");
+        let run = db.json(&format!(
+            "SELECT status, started_by FROM sync_runs WHERE config_id = {c} ORDER BY id LIMIT 1"
+        ));
+        assert_eq!(run, json!({"status": "success", "started_by": "cron"}));
     }
 
     #[test]
