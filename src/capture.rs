@@ -31,8 +31,32 @@ struct RelInfo {
     sorted: Vec<usize>,
 }
 
+/// Where change records go when written directly (no SPI, no executor): the
+/// change_log table, its id sequence, for one extension schema.
+#[derive(Clone)]
+struct LogRel {
+    schema: String,
+    relid: pg_sys::Oid,
+    seqid: pg_sys::Oid,
+}
+
+/// change_log's columns, in order, as sql/schema.sql creates them.
+const LOG_COLUMNS: [&str; 10] = [
+    "id",
+    "system",
+    "entity_type",
+    "entity_id",
+    "operation",
+    "fields",
+    "changed_at",
+    "txid",
+    "origin",
+    "checksum",
+];
+
 thread_local! {
     static RELS: RefCell<HashMap<pg_sys::Oid, RelInfo>> = RefCell::new(HashMap::new());
+    static LOGREL: RefCell<Option<Option<LogRel>>> = const { RefCell::new(None) };
     static PLAN: RefCell<Option<(String, pg_sys::SPIPlanPtr)>> = const { RefCell::new(None) };
 }
 
@@ -165,7 +189,147 @@ const INSERT_SQL: &str = "INSERT INTO {schema}.change_log \
      (system, entity_type, entity_id, operation, fields, origin, checksum) \
      VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)";
 
-/// Insert one change record through a plan kept for the life of the backend.
+/// Find change_log and its sequence in `schema`; None when the table does not have
+/// the expected shape (then records go through SPI, which any shape accepts).
+unsafe fn log_rel(schema: &str) -> Option<LogRel> {
+    if let Some(cached) = LOGREL.with(|l| l.borrow().clone()) {
+        match cached {
+            Some(l)
+                if l.schema == schema
+                    && pg_sys::get_rel_relkind(l.relid) == pg_sys::RELKIND_RELATION as i8 =>
+            {
+                return Some(l)
+            }
+            None => return None,
+            _ => {}
+        }
+    }
+    let cschema = CString::new(schema).ok()?;
+    let nsp = pg_sys::get_namespace_oid(cschema.as_ptr(), true);
+    let found = (|| {
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        let relid = pg_sys::get_relname_relid(c"change_log".as_ptr(), nsp);
+        let seqid = pg_sys::get_relname_relid(c"change_log_id_seq".as_ptr(), nsp);
+        if relid == pg_sys::InvalidOid || seqid == pg_sys::InvalidOid {
+            return None;
+        }
+        let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
+        let td = (*rel).rd_att;
+        let ok = (*td).natts as usize == LOG_COLUMNS.len()
+            && (0..LOG_COLUMNS.len()).all(|i| {
+                let a = attr(td, i);
+                !a.attisdropped && att_name(a) == LOG_COLUMNS[i]
+            })
+            && (*(*rel).rd_rel).relhastriggers == false
+            && (*(*rel).rd_rel).relhasrules == false;
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+        ok.then(|| LogRel {
+            schema: schema.to_string(),
+            relid,
+            seqid,
+        })
+    })();
+    LOGREL.with(|l| *l.borrow_mut() = Some(found.clone()));
+    found
+}
+
+/// Insert one change record straight into the heap and its indexes: what an INSERT
+/// would do, without parsing, planning or starting an executor for every row.
+#[allow(clippy::too_many_arguments)]
+unsafe fn insert_direct(
+    log: &LogRel,
+    system: &str,
+    entity_type: &str,
+    entity_id: &str,
+    operation: &str,
+    fields: &str,
+    origin: Option<&str>,
+    checksum: Option<&str>,
+) {
+    let rel = pg_sys::table_open(log.relid, pg_sys::RowExclusiveLock as i32);
+    let td = (*rel).rd_att;
+    let id = pgrx::direct_function_call_as_datum(
+        pg_sys::nextval_oid,
+        &[Some(pg_sys::Datum::from(log.seqid))],
+    )
+    .expect("nextval");
+    let cfields = CString::new(fields).expect("no NUL in JSON");
+    let jsonb = pgrx::direct_function_call_as_datum(
+        pg_sys::jsonb_in,
+        &[Some(pg_sys::Datum::from(cfields.as_ptr()))],
+    )
+    .expect("jsonb");
+    let txid = pg_sys::GetTopFullTransactionId().value;
+    let mut values = [
+        id,
+        text_datum(system),
+        text_datum(entity_type),
+        text_datum(entity_id),
+        text_datum(operation),
+        jsonb,
+        pg_sys::Datum::from(pg_sys::GetCurrentTimestamp()),
+        pg_sys::Datum::from(txid),
+        origin.map_or(pg_sys::Datum::from(0usize), |o| text_datum(o)),
+        checksum.map_or(pg_sys::Datum::from(0usize), |c| text_datum(c)),
+    ];
+    let mut nulls = [
+        false,
+        false,
+        false,
+        false,
+        false,
+        false,
+        false,
+        false,
+        origin.is_none(),
+        checksum.is_none(),
+    ];
+    let tuple = pg_sys::heap_form_tuple(td, values.as_mut_ptr(), nulls.as_mut_ptr());
+    pg_sys::simple_heap_insert(rel, tuple);
+    let slot = pg_sys::MakeSingleTupleTableSlot(td, &pg_sys::TTSOpsHeapTuple);
+    pg_sys::ExecStoreHeapTuple(tuple, slot, false);
+    let indexes = pg_sys::RelationGetIndexList(rel);
+    if !indexes.is_null() {
+        let n = (*indexes).length as usize;
+        for i in 0..n {
+            let ioid = (*(*indexes).elements.add(i)).oid_value;
+            let irel = pg_sys::index_open(ioid, pg_sys::RowExclusiveLock as i32);
+            let info = pg_sys::BuildIndexInfo(irel);
+            let mut ivals = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+            let mut inulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+            pg_sys::FormIndexDatum(
+                info,
+                slot,
+                std::ptr::null_mut(),
+                ivals.as_mut_ptr(),
+                inulls.as_mut_ptr(),
+            );
+            let check = if (*(*irel).rd_index).indisunique {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+            } else {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+            };
+            pg_sys::index_insert(
+                irel,
+                ivals.as_mut_ptr(),
+                inulls.as_mut_ptr(),
+                &mut (*tuple).t_self,
+                rel,
+                check,
+                false,
+                info,
+            );
+            pg_sys::index_close(irel, pg_sys::RowExclusiveLock as i32);
+        }
+    }
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    pg_sys::table_close(rel, pg_sys::RowExclusiveLock as i32);
+}
+
+/// Insert one change record: directly when change_log has its usual shape, else
+/// through a plan kept for the life of the backend.
 #[allow(clippy::too_many_arguments)]
 unsafe fn write_change(
     schema: &str,
@@ -177,6 +341,18 @@ unsafe fn write_change(
     origin: Option<&str>,
     checksum: Option<&str>,
 ) {
+    if let Some(log) = log_rel(schema) {
+        return insert_direct(
+            &log,
+            system,
+            entity_type,
+            entity_id,
+            operation,
+            fields,
+            origin,
+            checksum,
+        );
+    }
     if pg_sys::SPI_connect() < 0 {
         fail(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
