@@ -15,9 +15,11 @@ CREATE TABLE sync_endpoints (
 
 -- One row per captured change. Written by the capture trigger (and by sync_push).
 -- txid is the xid8 of the writing transaction: readers use snapshots, never ids or
--- timestamps, to decide what is new (see src/cursor.rs).
+-- timestamps, to decide what is new (see src/cursor.rs). id comes from a sequence and
+-- is unique, but carries no index: every write to a registered table pays for each
+-- index here, and nothing looks changes up by id (like PgQ's event tables).
 CREATE TABLE change_log (
-    id          bigserial   PRIMARY KEY,
+    id          bigserial   NOT NULL,
     system      text        NOT NULL,
     entity_type text        NOT NULL,
     entity_id   text        NOT NULL,

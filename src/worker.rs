@@ -218,8 +218,8 @@ fn run_one(schema: &str, config_id: i64) {
 /// consumed (visible in its position) and that are older than `keep`.
 fn prune_log_sql(schema: &str, keep: &str, batch: i64) -> String {
     format!(
-        "DELETE FROM {schema}.change_log WHERE id IN (
-            SELECT l.id FROM {schema}.change_log l
+        "DELETE FROM {schema}.change_log WHERE ctid = ANY(ARRAY(
+            SELECT l.ctid FROM {schema}.change_log l
              WHERE l.changed_at < now() - {keep}::interval
                AND l.txid < pg_snapshot_xmin(pg_current_snapshot())
                AND NOT EXISTS (
@@ -227,7 +227,7 @@ fn prune_log_sql(schema: &str, keep: &str, batch: i64) -> String {
                     WHERE ((c.source_system = l.system AND c.entity_type = l.entity_type)
                         OR (c.target_system = l.system AND c.target_entity_type = l.entity_type))
                       AND (c.position IS NULL OR NOT pg_visible_in_snapshot(l.txid, c.position::pg_snapshot)))
-             ORDER BY l.txid LIMIT {batch})"
+             ORDER BY l.txid LIMIT {batch}))"
     )
 }
 
