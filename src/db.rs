@@ -38,3 +38,21 @@ pub fn two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
 pub fn run(sql: &str, args: &[DatumWithOid]) {
     Spi::run_with_args(sql, args).unwrap_or_else(|e| spi_fail(e))
 }
+
+/// Run `f` (which reads values out of SPI rows) so that whatever pgrx copies while
+/// converting them is freed on return. pgrx converts a row's values in the *parent*
+/// of the current memory context, which inside `Spi::connect` is the transaction's
+/// context: without this, every value read during a long run would stay allocated
+/// until commit. What `f` returns must own its data (String, serde_json::Value, ...).
+pub fn scoped<R>(f: impl FnOnce() -> R) -> R {
+    use pgrx::PgMemoryContexts;
+    let mut outer = PgMemoryContexts::new("sync_engine rows");
+    let r = unsafe {
+        outer.switch_to(|_| {
+            let mut inner = PgMemoryContexts::new("sync_engine row");
+            inner.switch_to(|_| f())
+        })
+    };
+    drop(outer);
+    r
+}

@@ -155,23 +155,25 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
             let items: Vec<Item> = unsafe {
                 cx.switch_to(|_| {
                     let t = cursor.fetch(BATCH).unwrap_or_else(|e| spi_fail(e));
-                    let items = t.map(|r| Item {
-                        source_id: r.get::<String>(1).ok().flatten(),
-                        target_id: r.get::<String>(2).ok().flatten(),
-                        source_times: times(
-                            r.get::<JsonB>(3).ok().flatten(),
-                            r.get::<i64>(4).ok().flatten(),
-                        ),
-                        target_times: times(
-                            r.get::<JsonB>(5).ok().flatten(),
-                            r.get::<i64>(6).ok().flatten(),
-                        ),
-                        base: match r.get::<JsonB>(7).ok().flatten() {
-                            Some(JsonB(Value::Object(m))) => Some(m),
-                            _ => None,
-                        },
+                    let items = crate::db::scoped(|| {
+                        t.map(|r| Item {
+                            source_id: r.get::<String>(1).ok().flatten(),
+                            target_id: r.get::<String>(2).ok().flatten(),
+                            source_times: times(
+                                r.get::<JsonB>(3).ok().flatten(),
+                                r.get::<i64>(4).ok().flatten(),
+                            ),
+                            target_times: times(
+                                r.get::<JsonB>(5).ok().flatten(),
+                                r.get::<i64>(6).ok().flatten(),
+                            ),
+                            base: match r.get::<JsonB>(7).ok().flatten() {
+                                Some(JsonB(Value::Object(m))) => Some(m),
+                                _ => None,
+                            },
+                        })
+                        .collect::<Vec<Item>>()
                     });
-                    let items = items.collect();
                     pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
                     items
                 })
@@ -326,14 +328,16 @@ pub(crate) fn load_rows(e: &Endpoint, ids: &[String]) -> HashMap<String, Row> {
         let t = c
             .select(&sql, None, &[ids.to_vec().into()])
             .unwrap_or_else(|e| spi_fail(e));
-        t.filter_map(|r| {
-            let k = r.get::<String>(1).ok().flatten()?;
-            match r.get::<JsonB>(2).ok().flatten() {
-                Some(JsonB(Value::Object(m))) => Some((k, m)),
-                _ => None,
-            }
+        db::scoped(|| {
+            t.filter_map(|r| {
+                let k = r.get::<String>(1).ok().flatten()?;
+                match r.get::<JsonB>(2).ok().flatten() {
+                    Some(JsonB(Value::Object(m))) => Some((k, m)),
+                    _ => None,
+                }
+            })
+            .collect()
         })
-        .collect()
     })
 }
 
@@ -362,14 +366,16 @@ impl<'a> Run<'a> {
                     ],
                 )
                 .unwrap_or_else(|e| spi_fail(e));
-            t.map(|r| {
-                (
-                    r.get::<String>(1).ok().flatten(),
-                    r.get::<String>(2).ok().flatten(),
-                    r.get::<Vec<String>>(3).ok().flatten().unwrap_or_default(),
-                )
+            db::scoped(|| {
+                t.map(|r| {
+                    (
+                        r.get::<String>(1).ok().flatten(),
+                        r.get::<String>(2).ok().flatten(),
+                        r.get::<Vec<String>>(3).ok().flatten().unwrap_or_default(),
+                    )
+                })
+                .collect()
             })
-            .collect()
         })
     }
 
@@ -449,15 +455,17 @@ impl<'a> Run<'a> {
                     &[jsonb_arg(Value::Array(arr)).into(), self.cfg.id.into()],
                 )
                 .unwrap_or_else(|e| spi_fail(e));
-            r.filter_map(|r| {
-                let n = r.get::<i32>(1).ok().flatten()?;
-                let k = r.get::<String>(2).ok().flatten()?;
-                match r.get::<JsonB>(3).ok().flatten() {
-                    Some(JsonB(Value::Object(m))) => Some((n, k, m)),
-                    _ => None,
-                }
+            db::scoped(|| {
+                r.filter_map(|r| {
+                    let n = r.get::<i32>(1).ok().flatten()?;
+                    let k = r.get::<String>(2).ok().flatten()?;
+                    match r.get::<JsonB>(3).ok().flatten() {
+                        Some(JsonB(Value::Object(m))) => Some((n, k, m)),
+                        _ => None,
+                    }
+                })
+                .collect()
             })
-            .collect()
         });
         let mut used = taken.clone();
         let mut out = HashMap::new();
@@ -928,8 +936,10 @@ pub(crate) fn new_keys(e: &Endpoint, partner_ids: &[Option<String>]) -> Vec<Stri
                 let t = c
                     .select(&sql, None, &[(partner_ids.len() as i64).into()])
                     .unwrap_or_else(|e| spi_fail(e));
-                t.filter_map(|r| r.get::<String>(1).ok().flatten())
-                    .collect()
+                db::scoped(|| {
+                    t.filter_map(|r| r.get::<String>(1).ok().flatten())
+                        .collect()
+                })
             })
         }
         None => partner_ids
