@@ -222,8 +222,8 @@ unsafe fn log_rel(schema: &str) -> Option<LogRel> {
                 let a = attr(td, i);
                 !a.attisdropped && att_name(a) == LOG_COLUMNS[i]
             })
-            && (*(*rel).rd_rel).relhastriggers == false
-            && (*(*rel).rd_rel).relhasrules == false;
+            && !(*(*rel).rd_rel).relhastriggers
+            && !(*(*rel).rd_rel).relhasrules;
         pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
         ok.then(|| LogRel {
             schema: schema.to_string(),

@@ -171,3 +171,171 @@ mod tests {
         assert_eq!(db.json(n)["n"], 3);
     }
 }
+
+/// SIGKILL of the worker makes the postmaster reset every backend, so this test runs
+/// on a throwaway cluster of its own (not the shared pgrx test cluster).
+#[cfg(test)]
+mod crash {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    const DIR: &str = "/var/tmp/sync_engine_crash_test";
+    const PORT: u16 = 55499;
+    const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+    fn as_postgres(args: &[&str]) -> std::process::Output {
+        Command::new("sudo")
+            .args(["-u", "postgres"])
+            .args(args)
+            .current_dir("/")
+            .output()
+            .expect("sudo")
+    }
+
+    fn connect() -> Option<postgres::Client> {
+        postgres::Config::new()
+            .host("127.0.0.1")
+            .port(PORT)
+            .user("postgres")
+            .dbname("postgres")
+            .connect(postgres::NoTls)
+            .ok()
+    }
+
+    fn value(c: &mut postgres::Client, sql: &str) -> String {
+        c.query_one(&format!("SELECT ({sql})::text"), &[])
+            .unwrap()
+            .get::<_, Option<String>>(0)
+            .unwrap_or_default()
+    }
+
+    /// Reconnect and poll until `sql` gives `want` (or 60 s pass).
+    fn wait(sql: &str, want: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let got = connect()
+                .map(|mut c| value(&mut c, sql))
+                .unwrap_or_default();
+            if got == want || start.elapsed() > Duration::from_secs(60) {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    struct Cluster;
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            as_postgres(&[
+                &format!("{BIN}/pg_ctl"),
+                "-D",
+                DIR,
+                "-m",
+                "immediate",
+                "stop",
+            ]);
+            let _ = std::fs::remove_dir_all(DIR);
+        }
+    }
+
+    #[test]
+    fn a_killed_worker_is_restarted_and_leaves_no_run_half_done() {
+        super::super::concurrent::cluster(); // the extension is installed by the framework
+        let _ = as_postgres(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            DIR,
+            "-m",
+            "immediate",
+            "stop",
+        ]);
+        let _ = std::fs::remove_dir_all(DIR);
+        let out = as_postgres(&[
+            &format!("{BIN}/initdb"),
+            "-D",
+            DIR,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ]);
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _guard = Cluster;
+        let opts = format!(
+            "-p {PORT} -k {DIR} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=sync_engine \
+             -c sync_engine.database=postgres -c sync_engine.naptime=1"
+        );
+        let out = as_postgres(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            DIR,
+            "-w",
+            "-l",
+            &format!("{DIR}/log"),
+            "-o",
+            &opts,
+            "start",
+        ]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let mut c = connect().expect("connect to the crash-test cluster");
+        c.batch_execute(
+            "CREATE EXTENSION sync_engine;
+             CREATE TABLE a (id serial PRIMARY KEY, v text);
+             CREATE TABLE b (id serial PRIMARY KEY, v text);
+             SELECT sync_register_table('a', 'x', 'a'), sync_register_table('b', 'x', 'b');
+             SELECT sync_create_config('ab', 'a', 'b', 'x', sync_interval => '1 second');
+             INSERT INTO a (v) VALUES ('before the crash');",
+        )
+        .unwrap();
+        assert_eq!(wait("SELECT count(*) FROM b", "1"), "1", "the worker syncs");
+        let pid = value(
+            &mut c,
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync_engine scheduler'",
+        );
+        assert!(!pid.is_empty(), "the worker is running");
+        // a run that was in progress when everything died
+        c.batch_execute(
+            "INSERT INTO sync_runs (config_id, started_by) SELECT id, 'worker' FROM sync_configs",
+        )
+        .unwrap();
+        drop(c);
+
+        let killed = Command::new("kill").args(["-9", &pid]).status().unwrap();
+        assert!(killed.success());
+        // the postmaster resets and restarts the worker, which goes on syncing
+        let new_pid = wait(
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sync_engine scheduler' AND pid <> {pid}"),
+            "1",
+        );
+        assert_eq!(new_pid, "1", "a new worker process");
+        assert_eq!(
+            wait(
+                "SELECT count(*) FROM sync_runs WHERE status = 'running'",
+                "0"
+            ),
+            "0",
+            "the dead run is closed"
+        );
+        assert_eq!(
+            wait("SELECT count(*) FROM sync_runs WHERE status = 'failed' AND error LIKE '%ended without completing%'", "1"),
+            "1"
+        );
+        let mut c = connect().unwrap();
+        c.batch_execute("INSERT INTO a (v) VALUES ('after the crash')")
+            .unwrap();
+        assert_eq!(
+            wait("SELECT count(*) FROM b", "2"),
+            "2",
+            "and keeps syncing"
+        );
+    }
+}
