@@ -213,8 +213,10 @@ mod crash {
     fn wait(sql: &str, want: &str) -> String {
         let start = Instant::now();
         loop {
+            // the server may be resetting: a failed connection or query is "not yet"
             let got = connect()
-                .map(|mut c| value(&mut c, sql))
+                .and_then(|mut c| c.query_one(&format!("SELECT ({sql})::text"), &[]).ok())
+                .and_then(|r| r.get::<_, Option<String>>(0))
                 .unwrap_or_default();
             if got == want || start.elapsed() > Duration::from_secs(60) {
                 return got;
@@ -226,6 +228,10 @@ mod crash {
     struct Cluster;
     impl Drop for Cluster {
         fn drop(&mut self) {
+            if std::thread::panicking() {
+                let log = std::fs::read_to_string(format!("{DIR}/log")).unwrap_or_default();
+                eprintln!("crash-test cluster log:\n{log}");
+            }
             as_postgres(&[
                 &format!("{BIN}/pg_ctl"),
                 "-D",
@@ -239,7 +245,7 @@ mod crash {
     }
 
     #[test]
-    fn a_killed_worker_is_restarted_and_leaves_no_run_half_done() {
+    fn the_worker_reloads_on_sighup_and_a_killed_worker_restarts_with_no_run_half_done() {
         super::super::concurrent::cluster(); // the extension is installed by the framework
         let _ = as_postgres(&[
             &format!("{BIN}/pg_ctl"),
@@ -297,6 +303,27 @@ mod crash {
         )
         .unwrap();
         assert_eq!(wait("SELECT count(*) FROM b", "1"), "1", "the worker syncs");
+        // SIGHUP: the worker rereads its settings; disabled, it leaves the config alone
+        c.batch_execute("ALTER SYSTEM SET sync_engine.enabled = off")
+            .unwrap();
+        c.batch_execute("SELECT pg_reload_conf()").unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        c.batch_execute("INSERT INTO a (v) VALUES ('while paused')")
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(
+            value(&mut c, "SELECT count(*) FROM b"),
+            "1",
+            "paused by sync_engine.enabled = off"
+        );
+        c.batch_execute("ALTER SYSTEM SET sync_engine.enabled = on")
+            .unwrap();
+        c.batch_execute("SELECT pg_reload_conf()").unwrap();
+        assert_eq!(
+            wait("SELECT count(*) FROM b", "2"),
+            "2",
+            "resumed after the reload"
+        );
         let pid = value(
             &mut c,
             "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync_engine scheduler'",
