@@ -235,19 +235,29 @@ unsafe fn log_rel(schema: &str) -> Option<LogRel> {
     found
 }
 
+/// One change record on its way into change_log.
+struct Change<'a> {
+    system: &'a str,
+    entity_type: &'a str,
+    origin: Option<&'a str>,
+    rec: &'a rowjson::ChangeRecord,
+}
+
 /// Insert one change record straight into the heap and its indexes: what an INSERT
 /// would do, without parsing, planning or starting an executor for every row.
-#[allow(clippy::too_many_arguments)]
-unsafe fn insert_direct(
-    log: &LogRel,
-    system: &str,
-    entity_type: &str,
-    entity_id: &str,
-    operation: &str,
-    fields: &str,
-    origin: Option<&str>,
-    checksum: Option<&str>,
-) {
+unsafe fn insert_direct(log: &LogRel, ch: &Change) {
+    let Change {
+        system,
+        entity_type,
+        origin,
+        rec,
+    } = *ch;
+    let (entity_id, operation, fields, checksum) = (
+        rec.entity_id.as_str(),
+        rec.operation,
+        rec.fields.as_str(),
+        rec.checksum.as_deref(),
+    );
     let rel = pg_sys::table_open(log.relid, pg_sys::RowExclusiveLock as i32);
     let td = (*rel).rd_att;
     let id = pgrx::direct_function_call_as_datum(
@@ -330,28 +340,21 @@ unsafe fn insert_direct(
 
 /// Insert one change record: directly when change_log has its usual shape, else
 /// through a plan kept for the life of the backend.
-#[allow(clippy::too_many_arguments)]
-unsafe fn write_change(
-    schema: &str,
-    system: &str,
-    entity_type: &str,
-    entity_id: &str,
-    operation: &str,
-    fields: &str,
-    origin: Option<&str>,
-    checksum: Option<&str>,
-) {
+unsafe fn write_change(schema: &str, ch: &Change) {
+    let Change {
+        system,
+        entity_type,
+        origin,
+        rec,
+    } = *ch;
+    let (entity_id, operation, fields, checksum) = (
+        rec.entity_id.as_str(),
+        rec.operation,
+        rec.fields.as_str(),
+        rec.checksum.as_deref(),
+    );
     if let Some(log) = log_rel(schema) {
-        return insert_direct(
-            &log,
-            system,
-            entity_type,
-            entity_id,
-            operation,
-            fields,
-            origin,
-            checksum,
-        );
+        return insert_direct(&log, ch);
     }
     if pg_sys::SPI_connect() < 0 {
         fail(
@@ -493,16 +496,8 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
             })
         };
         let emit = |rec: rowjson::ChangeRecord| {
-            write_change(
-                schema,
-                system,
-                entity_type,
-                &rec.entity_id,
-                rec.operation,
-                &rec.fields,
-                origin.as_deref(),
-                rec.checksum.as_deref(),
-            )
+            let ch = Change { system, entity_type, origin: origin.as_deref(), rec: &rec };
+            write_change(schema, &ch)
         };
 
         if op == pg_sys::TRIGGER_EVENT_INSERT {
