@@ -31,6 +31,9 @@ CREATE TABLE change_log (
     checksum    text
 );
 ALTER SEQUENCE change_log_id_seq CACHE 64;
+-- every role that writes to a registered table takes an id from this sequence through
+-- the capture trigger; taking one grants nothing else (change_log itself stays closed)
+GRANT USAGE ON SEQUENCE change_log_id_seq TO PUBLIC;
 -- an append-and-prune log: vacuuming it because rows were inserted is wasted work
 -- (the worker's pruning leaves dead rows, which still trigger autovacuum as usual)
 ALTER TABLE change_log SET (autovacuum_vacuum_insert_threshold = -1);

@@ -331,11 +331,12 @@ unsafe fn insert_direct(log: &LogRel, ch: &Change) {
                 false,
                 info,
             );
-            pg_sys::index_close(irel, pg_sys::RowExclusiveLock as i32);
+            pg_sys::index_close(irel, pg_sys::NoLock as i32);
         }
     }
     pg_sys::ExecDropSingleTupleTableSlot(slot);
-    pg_sys::table_close(rel, pg_sys::RowExclusiveLock as i32);
+    // like the executor: the locks are held until the transaction ends
+    pg_sys::table_close(rel, pg_sys::NoLock as i32);
 }
 
 /// Insert one change record: directly when change_log has its usual shape, else

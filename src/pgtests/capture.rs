@@ -193,6 +193,32 @@ mod tests {
     }
 
     #[pg_test]
+    fn an_ordinary_role_writing_a_registered_table_is_captured() {
+        setup_contacts("cap10");
+        Spi::run(
+            "CREATE ROLE sync_engine_test_app;
+             GRANT ALL ON cap10_contacts TO sync_engine_test_app;
+             GRANT USAGE ON SEQUENCE cap10_contacts_id_seq TO sync_engine_test_app;
+             SET LOCAL ROLE sync_engine_test_app;
+             INSERT INTO cap10_contacts (name) VALUES ('written by the app');
+             RESET ROLE;",
+        )
+        .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM change_log WHERE system = 'cap10'"),
+            1
+        );
+        // the role itself still cannot touch the log
+        Spi::run("SET LOCAL ROLE sync_engine_test_app").unwrap();
+        let e = try_sql("DELETE FROM change_log");
+        Spi::run("RESET ROLE").unwrap();
+        assert!(
+            e.is_some_and(|e| e.starts_with("42501")),
+            "change_log stays closed to the app role"
+        );
+    }
+
+    #[pg_test]
     fn truncate_is_refused() {
         setup_contacts("cap9");
         expect_error(
