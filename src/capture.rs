@@ -243,9 +243,63 @@ struct Change<'a> {
     rec: &'a rowjson::ChangeRecord,
 }
 
+/// Does the open change_log still have the shape the direct path writes (checked on
+/// every call: ALTER TABLE, a new trigger or rule, or a new index may come at any time)?
+unsafe fn plain_shape(rel: pg_sys::Relation) -> bool {
+    let td = (*rel).rd_att;
+    (*td).natts as usize == LOG_COLUMNS.len()
+        && (0..LOG_COLUMNS.len()).all(|i| {
+            let a = attr(td, i);
+            !a.attisdropped && att_name(a) == LOG_COLUMNS[i]
+        })
+        && !(*(*rel).rd_rel).relhastriggers
+        && !(*(*rel).rd_rel).relhasrules
+}
+
+/// Open change_log's indexes if every one is a plain, ready, immediate, non-partial
+/// index on columns (what the direct path can maintain correctly); else None.
+unsafe fn plain_indexes(
+    rel: pg_sys::Relation,
+) -> Option<Vec<(pg_sys::Relation, *mut pg_sys::IndexInfo)>> {
+    let list = pg_sys::RelationGetIndexList(rel);
+    let n = if list.is_null() {
+        0
+    } else {
+        (*list).length as usize
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut ok = true;
+    for i in 0..n {
+        let ioid = (*(*list).elements.add(i)).oid_value;
+        let irel = pg_sys::index_open(ioid, pg_sys::RowExclusiveLock as i32);
+        let info = pg_sys::BuildIndexInfo(irel);
+        let idx = &*(*irel).rd_index;
+        out.push((irel, info));
+        if !(*info).ii_Expressions.is_null()
+            || !(*info).ii_Predicate.is_null()
+            || !(*info).ii_ReadyForInserts
+            || !(*info).ii_ExclusionOps.is_null()
+            || !idx.indimmediate
+            || !idx.indislive
+        {
+            ok = false;
+        }
+    }
+    if ok {
+        Some(out)
+    } else {
+        for (irel, _) in out {
+            pg_sys::index_close(irel, pg_sys::NoLock as i32);
+        }
+        None
+    }
+}
+
 /// Insert one change record straight into the heap and its indexes: what an INSERT
 /// would do, without parsing, planning or starting an executor for every row.
-unsafe fn insert_direct(log: &LogRel, ch: &Change) {
+/// Returns false (having written nothing) when change_log is not in the plain shape
+/// this path handles; the caller then goes through SPI.
+unsafe fn insert_direct(log: &LogRel, ch: &Change) -> bool {
     let Change {
         system,
         entity_type,
@@ -259,6 +313,16 @@ unsafe fn insert_direct(log: &LogRel, ch: &Change) {
         rec.checksum.as_deref(),
     );
     let rel = pg_sys::table_open(log.relid, pg_sys::RowExclusiveLock as i32);
+    let indexes = if plain_shape(rel) {
+        plain_indexes(rel)
+    } else {
+        None
+    };
+    let Some(indexes) = indexes else {
+        // the lock is kept to commit either way, as the SPI insert will take it too
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        return false;
+    };
     let td = (*rel).rd_att;
     let id = pgrx::direct_function_call_as_datum(
         pg_sys::nextval_oid,
@@ -300,43 +364,37 @@ unsafe fn insert_direct(log: &LogRel, ch: &Change) {
     pg_sys::simple_heap_insert(rel, tuple);
     let slot = pg_sys::MakeSingleTupleTableSlot(td, &pg_sys::TTSOpsHeapTuple);
     pg_sys::ExecStoreHeapTuple(tuple, slot, false);
-    let indexes = pg_sys::RelationGetIndexList(rel);
-    if !indexes.is_null() {
-        let n = (*indexes).length as usize;
-        for i in 0..n {
-            let ioid = (*(*indexes).elements.add(i)).oid_value;
-            let irel = pg_sys::index_open(ioid, pg_sys::RowExclusiveLock as i32);
-            let info = pg_sys::BuildIndexInfo(irel);
-            let mut ivals = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
-            let mut inulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
-            pg_sys::FormIndexDatum(
-                info,
-                slot,
-                std::ptr::null_mut(),
-                ivals.as_mut_ptr(),
-                inulls.as_mut_ptr(),
-            );
-            let check = if (*(*irel).rd_index).indisunique {
-                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
-            } else {
-                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
-            };
-            pg_sys::index_insert(
-                irel,
-                ivals.as_mut_ptr(),
-                inulls.as_mut_ptr(),
-                &mut (*tuple).t_self,
-                rel,
-                check,
-                false,
-                info,
-            );
-            pg_sys::index_close(irel, pg_sys::NoLock as i32);
-        }
+    for (irel, info) in indexes {
+        let mut ivals = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+        let mut inulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+        pg_sys::FormIndexDatum(
+            info,
+            slot,
+            std::ptr::null_mut(),
+            ivals.as_mut_ptr(),
+            inulls.as_mut_ptr(),
+        );
+        let check = if (*(*irel).rd_index).indisunique {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+        } else {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+        };
+        pg_sys::index_insert(
+            irel,
+            ivals.as_mut_ptr(),
+            inulls.as_mut_ptr(),
+            &mut (*tuple).t_self,
+            rel,
+            check,
+            false,
+            info,
+        );
+        pg_sys::index_close(irel, pg_sys::NoLock as i32);
     }
     pg_sys::ExecDropSingleTupleTableSlot(slot);
     // like the executor: the locks are held until the transaction ends
     pg_sys::table_close(rel, pg_sys::NoLock as i32);
+    true
 }
 
 /// Insert one change record: directly when change_log has its usual shape, else
@@ -355,7 +413,9 @@ unsafe fn write_change(schema: &str, ch: &Change) {
         rec.checksum.as_deref(),
     );
     if let Some(log) = log_rel(schema) {
-        return insert_direct(&log, ch);
+        if insert_direct(&log, ch) {
+            return;
+        }
     }
     if pg_sys::SPI_connect() < 0 {
         fail(

@@ -24,8 +24,6 @@ struct Pending {
     target_id: Option<String>,
     kind: String,
     fields: Vec<String>,
-    source_value: Value,
-    target_value: Value,
     resolution: String,
     resolved_at: Option<String>,
 }
@@ -35,8 +33,7 @@ fn load(schema: &str, id: i64) -> Pending {
         let t = c
             .select(
                 &format!(
-                    "SELECT config_id, source_id, target_id, kind, fields, source_value, target_value, resolution,
-                            resolved_at::text
+                    "SELECT config_id, source_id, target_id, kind, fields, resolution, resolved_at::text
                        FROM {schema}.sync_conflicts WHERE id = $1 FOR UPDATE"
                 ),
                 Some(1),
@@ -49,18 +46,8 @@ fn load(schema: &str, id: i64) -> Pending {
             target_id: r.get::<String>(3).ok().flatten(),
             kind: r.get::<String>(4).ok().flatten().unwrap_or_default(),
             fields: r.get::<Vec<String>>(5).ok().flatten().unwrap_or_default(),
-            source_value: r
-                .get::<JsonB>(6)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, |j| j.0),
-            target_value: r
-                .get::<JsonB>(7)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, |j| j.0),
-            resolution: r.get::<String>(8).ok().flatten().unwrap_or_default(),
-            resolved_at: r.get::<String>(9).ok().flatten(),
+            resolution: r.get::<String>(6).ok().flatten().unwrap_or_default(),
+            resolved_at: r.get::<String>(7).ok().flatten(),
         })
     });
     row.unwrap_or_else(|| {
@@ -136,6 +123,26 @@ fn sync_resolve_conflict(
         &[cfg.origin().into()],
     );
     let fields = cfg.fields();
+    if let Some(m) = &merged {
+        // a value for a field this conflict does not decide would be silently dropped
+        let allowed: &[String] = if c.kind == "update_update" {
+            &c.fields
+        } else {
+            &fields
+        };
+        let unknown: Vec<&str> = m
+            .keys()
+            .filter(|k| !allowed.contains(k))
+            .map(|k| k.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            bad(format!(
+                "merged names field(s) {} that conflict {conflict_id} does not decide; allowed: {}",
+                unknown.join(", "),
+                allowed.join(", ")
+            ));
+        }
+    }
 
     let src_row = c
         .source_id
@@ -159,26 +166,29 @@ fn sync_resolve_conflict(
     // the entity as it should be afterwards, in target names; None = deleted
     let decided: Option<Row> = match c.kind.as_str() {
         "update_update" => {
-            let mut v = tgt_vals.clone().or(src_proj.clone()).unwrap_or_else(|| {
-                bad(format!(
-                    "both rows of conflict {conflict_id} are gone; nothing to resolve"
-                ))
-            });
-            for f in &c.fields {
-                let val = match choice {
-                    "source" => c.source_value.clone(),
-                    "target" => c.target_value.clone(),
-                    _ => merged
-                        .as_ref()
-                        .and_then(|m| m.get(f))
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                };
-                v.insert(f.clone(), val);
+            if src_proj.is_none() || tgt_vals.is_none() {
+                fail(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    &format!(
+                        "a row of sync conflict {conflict_id} was deleted since the conflict was recorded; run sync_execute, which records the delete as a conflict of its own"
+                    ),
+                );
             }
-            // fields not in conflict keep the agreed (target) values; source's unmerged
-            // non-conflicting edits were synced by the run already
-            Some(v)
+            // only the conflicting fields: every other field is left to the next run's
+            // merge, so edits made since the conflict was recorded are never overwritten
+            let vals: Row = c
+                .fields
+                .iter()
+                .map(|f| {
+                    let v = match choice {
+                        "source" => src_proj.as_ref().and_then(|r| r.get(f)).cloned(),
+                        "target" => tgt_vals.as_ref().and_then(|r| r.get(f)).cloned(),
+                        _ => merged.as_ref().and_then(|m| m.get(f)).cloned(),
+                    };
+                    (f.clone(), v.unwrap_or(Value::Null))
+                })
+                .collect();
+            Some(vals)
         }
         // source deleted, target updated
         "delete_update" => match choice {
@@ -202,6 +212,18 @@ fn sync_resolve_conflict(
 
     let mut source_id = src_row.as_ref().and(c.source_id.clone());
     let mut target_id = tgt_row.as_ref().and(c.target_id.clone());
+    let partial = c.kind == "update_update";
+    let overlay = |r: &Option<Row>, vals: &Row| {
+        r.clone().map(|mut r| {
+            r.extend(vals.clone());
+            r
+        })
+    };
+    // each side as it should be afterwards (target names)
+    let (want_src, want_tgt) = match &decided {
+        Some(vals) if partial => (overlay(&src_proj, vals), overlay(&tgt_vals, vals)),
+        other => (other.clone(), other.clone()),
+    };
     match &decided {
         None => {
             if let Some(s) = &source_id {
@@ -213,7 +235,8 @@ fn sync_resolve_conflict(
             source_id = None;
             target_id = None;
         }
-        Some(v) => {
+        Some(_) => {
+            let v = want_src.as_ref().expect("a decided row");
             match (&source_id, &src_row) {
                 (Some(s), Some(cur)) => {
                     let diff = cfg.source_changes(v, cur).unwrap_or_else(|e| bad(e));
@@ -232,6 +255,7 @@ fn sync_resolve_conflict(
                     source_id = Some(key);
                 }
             }
+            let v = want_tgt.as_ref().expect("a decided row");
             match (&target_id, &tgt_vals) {
                 (Some(t), Some(cur)) => {
                     let diff: Row = v
@@ -258,19 +282,40 @@ fn sync_resolve_conflict(
             }
         }
     }
-    // the link: drop the old one, write the agreed base
-    db::run(
+    if partial {
+        let vals = decided.clone().unwrap_or_default();
+        let base = db::one::<JsonB>(
+            &format!(
+                "UPDATE {schema}.sync_links SET base = base || $3, updated_at = now()
+                  WHERE config_id = $1 AND source_id = $2 RETURNING base"
+            ),
+            &[
+                c.config_id.into(),
+                c.source_id.clone().into(),
+                jsonb_arg(Value::Object(vals.clone())).into(),
+            ],
+        );
+        if let Some(JsonB(Value::Object(base))) = base {
+            db::run(
+                &format!("UPDATE {schema}.sync_links SET base_checksum = $3 WHERE config_id = $1 AND source_id = $2"),
+                &[c.config_id.into(), c.source_id.clone().into(), base_checksum(&base).into()],
+            );
+        }
+    } else {
+        // the link: drop the old one, write the agreed base
+        db::run(
         &format!("DELETE FROM {schema}.sync_links WHERE config_id = $1 AND (source_id = $2 OR target_id = $3)"),
         &[c.config_id.into(), c.source_id.clone().into(), c.target_id.clone().into()],
     );
-    if let (Some(v), Some(s), Some(t)) = (&decided, &source_id, &target_id) {
-        db::run(
+        if let (Some(v), Some(s), Some(t)) = (&decided, &source_id, &target_id) {
+            db::run(
             &format!(
                 "INSERT INTO {schema}.sync_links (config_id, source_id, target_id, base, base_checksum)
                  VALUES ($1, $2, $3, $4, $5)"
             ),
             &[c.config_id.into(), s.clone().into(), t.clone().into(), jsonb_arg(Value::Object(v.clone())).into(), base_checksum(v).into()],
         );
+        }
     }
     let resolved_value = match &decided {
         Some(v) => Value::Object(

@@ -235,9 +235,11 @@ fn times(fields: Option<JsonB>, last: Option<i64>) -> Times {
     t
 }
 
+/// A key as text the way the capture trigger records it: through the type's output
+/// function (`format('%s', ..)`), not a `::text` cast, which differs for char(n), inet...
 fn key_text(e: &Endpoint, alias: &str) -> String {
     format!(
-        "({alias}.{})::text",
+        "format('%s', {alias}.{})",
         crate::capture::quote_ident(&e.key_column)
     )
 }
@@ -931,7 +933,7 @@ fn strategy_name(cfg: &Config) -> &'static str {
 pub(crate) fn new_keys(e: &Endpoint, partner_ids: &[Option<String>]) -> Vec<String> {
     match &e.key_default {
         Some(expr) => {
-            let sql = format!("SELECT ({expr})::text FROM generate_series(1, $1)");
+            let sql = format!("SELECT format('%s', {expr}) FROM generate_series(1, $1)");
             Spi::connect(|c| {
                 let t = c
                     .select(&sql, None, &[(partner_ids.len() as i64).into()])

@@ -219,6 +219,33 @@ mod tests {
     }
 
     #[pg_test]
+    fn change_log_changed_by_a_dba_is_still_written_correctly() {
+        setup_contacts("cap11");
+        // the first write takes the direct path and caches it
+        Spi::run("INSERT INTO cap11_contacts (name) VALUES ('first')").unwrap();
+        Spi::run(
+            "CREATE INDEX cap11_partial_expr ON change_log ((fields->'name'->>'new')) WHERE system = 'cap11';
+             CREATE TABLE cap11_seen (entity_id text);
+             CREATE FUNCTION cap11_seen_fn() RETURNS trigger LANGUAGE plpgsql AS
+               $f$ BEGIN INSERT INTO cap11_seen VALUES (NEW.entity_id); RETURN NEW; END $f$;
+             CREATE TRIGGER cap11_seen_tr AFTER INSERT ON change_log FOR EACH ROW EXECUTE FUNCTION cap11_seen_fn();
+             INSERT INTO cap11_contacts (name) VALUES ('second');
+             SET LOCAL enable_seqscan = off;",
+        )
+        .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM change_log WHERE system = 'cap11'"),
+            2
+        );
+        // the expression index holds the new record, and the DBA's trigger saw it
+        assert_eq!(
+            count("SELECT count(*) FROM change_log WHERE system = 'cap11' AND fields->'name'->>'new' = 'second'"),
+            1
+        );
+        assert_eq!(count("SELECT count(*) FROM cap11_seen"), 1);
+    }
+
+    #[pg_test]
     fn truncate_is_refused() {
         setup_contacts("cap9");
         expect_error(

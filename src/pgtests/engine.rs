@@ -298,6 +298,33 @@ pub mod tests {
     }
 
     #[test]
+    fn resolving_takes_current_values_and_touches_only_the_conflicting_field() {
+        let (mut db, c) = conflict_case("e_m_fresh", "manual", true);
+        assert_eq!(db.sync(c)["conflicts"], 1);
+        // edits after the conflict was queued: a newer phone and an email not yet synced
+        db.exec("UPDATE e_m_fresh.crm SET phone = '555-NEWER', email = 'ann@newest.io'");
+        let id = db.json(&format!(
+            "SELECT id FROM sync_conflicts WHERE config_id = {c} AND resolution = 'pending'"
+        ))["id"]
+            .clone();
+        let e = db.err(&format!("SELECT sync_resolve_conflict({id}, 'merged', '{{\"phone\": \"1\", \"phnoe\": \"2\"}}')"));
+        assert!(e.starts_with("22023") && e.contains("phnoe"), "{e}");
+        db.json(&format!(
+            "SELECT sync_resolve_conflict({id}, 'source') AS r"
+        ));
+        assert_eq!(
+            phones(&mut db, "e_m_fresh"),
+            json!({"crm": "555-NEWER", "hub": "555-NEWER", "crm_email": "ann@newest.io"}),
+            "the source's current value wins and the unsynced email edit is kept"
+        );
+        db.sync(c);
+        assert_eq!(
+            db.json("SELECT email FROM e_m_fresh.hub")["email"],
+            "ann@newest.io"
+        );
+    }
+
+    #[test]
     fn delete_versus_update_is_a_conflict() {
         let mut db = Db::new();
         let c = crm_hub(&mut db, "e_dvu", "latest_wins", "bidirectional", "NULL");
@@ -473,6 +500,29 @@ pub mod tests {
         );
         other.exec("COMMIT");
         db.sync(c);
+    }
+
+    #[test]
+    fn keys_whose_text_cast_differs_from_their_output_still_sync() {
+        let mut db = Db::new();
+        db.exec(
+            "CREATE SCHEMA e_char;
+             CREATE TABLE e_char.a (code char(3) PRIMARY KEY, name text);
+             CREATE TABLE e_char.b (code char(3) PRIMARY KEY, name text);
+             SELECT sync_register_table('e_char_a', 'country', 'e_char.a');
+             SELECT sync_register_table('e_char_b', 'country', 'e_char.b');
+             SELECT sync_create_config('e_char', 'e_char_a', 'e_char_b', 'country');
+             UPDATE sync_configs SET enabled = false WHERE name = 'e_char';
+             INSERT INTO e_char.a VALUES ('AB', 'Alphabet');",
+        );
+        let c = db.json("SELECT id FROM sync_configs WHERE name = 'e_char'")["id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(db.sync(c)["created"], 1);
+        db.exec("UPDATE e_char.a SET name = 'Renamed' WHERE code = 'AB'");
+        let r = db.sync(c);
+        assert_eq!(r["updated"], 1, "{r}");
+        assert_eq!(db.json("SELECT name FROM e_char.b")["name"], "Renamed");
     }
 
     #[test]
