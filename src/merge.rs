@@ -288,16 +288,21 @@ fn deleted_on_one_side(inp: &Input, deleted: Side, alive: &Row, base: &Row) -> P
         }
     };
     if changed.is_empty() {
-        // untouched on the surviving side: the delete propagates (or, one-way against
-        // the flow, the link is dropped and the authoritative side re-creates later)
-        return if delete_flows {
-            delete_write(alive_side)
-        } else {
-            Plan {
-                link: LinkAction::Remove,
-                ..Plan::nothing()
-            }
+        // untouched on the surviving side: the delete propagates; against the flow of a
+        // one-way config the authoritative side re-creates the row it still has
+        if delete_flows {
+            return delete_write(alive_side);
+        }
+        let v = only(alive, inp.fields);
+        let mut p = Plan {
+            link: LinkAction::Upsert(v.clone()),
+            ..Plan::nothing()
         };
+        match deleted {
+            Side::Source => p.source = Some(Write::Insert(v)),
+            Side::Target => p.target = Some(Write::Insert(v)),
+        }
+        return p;
     }
     // delete vs update
     let win = winner(inp, inp.source_times.last, inp.target_times.last);
@@ -807,12 +812,13 @@ mod tests {
         assert_eq!(p.target, Some(Write::Update(row(json!({"name": "Src"})))));
         assert_eq!(p.source, None, "the authoritative side is never written");
         assert_eq!(p.conflicts[0].resolution, Resolution::Won(Side::Source));
-        // a target delete does not flow back
+        // a target delete does not flow back: the source re-creates the target row
         let p = Case::new(Some(base()), None, Some(base()))
             .direction(d)
             .run();
         assert_eq!(p.source, None);
-        assert_eq!(p.link, LinkAction::Remove);
+        assert_eq!(p.target, Some(Write::Insert(row(base()))));
+        assert_eq!(p.link, LinkAction::Upsert(row(base())));
     }
 
     #[test]

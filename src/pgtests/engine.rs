@@ -425,6 +425,16 @@ pub mod tests {
             db.json("SELECT phone FROM e_oneway.hub WHERE firstname = 'Ann'")["phone"],
             "crm edit"
         );
+        // deleting on the receiving side does not delete the source: the row comes back
+        db.exec("DELETE FROM e_oneway.hub WHERE firstname = 'Ann'");
+        let r = db.sync(c);
+        assert_eq!(r["created"], 1, "{r}");
+        assert_eq!(db.json("SELECT count(*) AS n FROM e_oneway.crm")["n"], 1);
+        assert_eq!(
+            db.json("SELECT phone FROM e_oneway.hub WHERE firstname = 'Ann'")["phone"],
+            "crm edit"
+        );
+        assert_eq!(counts(&db.sync(c)), json!([0, 0, 0, 0, 0]));
     }
 
     #[test]
