@@ -243,6 +243,32 @@ struct Change<'a> {
     rec: &'a rowjson::ChangeRecord,
 }
 
+type ChangeParts<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+impl<'a> Change<'a> {
+    /// system, entity_type, entity_id, operation, fields, origin, checksum
+    fn parts(&self) -> ChangeParts<'a> {
+        let r = self.rec;
+        (
+            self.system,
+            self.entity_type,
+            r.entity_id.as_str(),
+            r.operation,
+            r.fields.as_str(),
+            self.origin,
+            r.checksum.as_deref(),
+        )
+    }
+}
+
 /// Does the open change_log still have the shape the direct path writes (checked on
 /// every call: ALTER TABLE, a new trigger or rule, or a new index may come at any time)?
 unsafe fn plain_shape(rel: pg_sys::Relation) -> bool {
@@ -300,18 +326,7 @@ unsafe fn plain_indexes(
 /// Returns false (having written nothing) when change_log is not in the plain shape
 /// this path handles; the caller then goes through SPI.
 unsafe fn insert_direct(log: &LogRel, ch: &Change) -> bool {
-    let Change {
-        system,
-        entity_type,
-        origin,
-        rec,
-    } = *ch;
-    let (entity_id, operation, fields, checksum) = (
-        rec.entity_id.as_str(),
-        rec.operation,
-        rec.fields.as_str(),
-        rec.checksum.as_deref(),
-    );
+    let (system, entity_type, entity_id, operation, fields, origin, checksum) = ch.parts();
     let rel = pg_sys::table_open(log.relid, pg_sys::RowExclusiveLock as i32);
     let indexes = if plain_shape(rel) {
         plain_indexes(rel)
@@ -400,18 +415,7 @@ unsafe fn insert_direct(log: &LogRel, ch: &Change) -> bool {
 /// Insert one change record: directly when change_log has its usual shape, else
 /// through a plan kept for the life of the backend.
 unsafe fn write_change(schema: &str, ch: &Change) {
-    let Change {
-        system,
-        entity_type,
-        origin,
-        rec,
-    } = *ch;
-    let (entity_id, operation, fields, checksum) = (
-        rec.entity_id.as_str(),
-        rec.operation,
-        rec.fields.as_str(),
-        rec.checksum.as_deref(),
-    );
+    let (system, entity_type, entity_id, operation, fields, origin, checksum) = ch.parts();
     if let Some(log) = log_rel(schema) {
         if insert_direct(&log, ch) {
             return;
