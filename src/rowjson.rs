@@ -2,7 +2,6 @@
 //! `fields` JSON and the checksum of the row's canonical form. No Postgres here.
 
 use sha2::{Digest, Sha256};
-use std::fmt::Write;
 
 /// How a column's text output becomes a JSON value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +47,7 @@ pub fn push_json_string(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                out.push_str(&format!("\\u{:04x}", c as u32));
             }
             c => out.push(c),
         }

@@ -232,22 +232,13 @@ mod crash {
                 let log = std::fs::read_to_string(format!("{DIR}/log")).unwrap_or_default();
                 eprintln!("crash-test cluster log:\n{log}");
             }
-            as_postgres(&[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                DIR,
-                "-m",
-                "immediate",
-                "stop",
-            ]);
-            let _ = std::fs::remove_dir_all(DIR);
+            wipe();
         }
     }
 
-    #[test]
-    fn the_worker_reloads_on_sighup_and_a_killed_worker_restarts_with_no_run_half_done() {
-        super::super::concurrent::cluster(); // the extension is installed by the framework
-        let _ = as_postgres(&[
+    /// Stop the crash-test cluster if it runs and remove its directory.
+    fn wipe() {
+        as_postgres(&[
             &format!("{BIN}/pg_ctl"),
             "-D",
             DIR,
@@ -255,7 +246,15 @@ mod crash {
             "immediate",
             "stop",
         ]);
-        let _ = std::fs::remove_dir_all(DIR);
+        if std::path::Path::new(DIR).exists() {
+            std::fs::remove_dir_all(DIR).expect("remove the crash-test cluster");
+        }
+    }
+
+    #[test]
+    fn the_worker_reloads_on_sighup_and_a_killed_worker_restarts_with_no_run_half_done() {
+        super::super::concurrent::cluster(); // the extension is installed by the framework
+        wipe(); // a cluster left over by an interrupted earlier run
         let out = as_postgres(&[
             &format!("{BIN}/initdb"),
             "-D",
