@@ -3,6 +3,7 @@
 
 use crate::config;
 use crate::db::{self, spi_fail};
+use crate::endpoints::Endpoint;
 use crate::engine::{
     delete_rows, insert_rows, jsonb_arg, load_rows, new_keys, update_rows, LOCK_CLASS,
 };
@@ -11,6 +12,27 @@ use crate::{ext_schema, fail};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
+
+/// Write `diff` (column -> value) to one row, if there is anything to write.
+fn update_one(e: &Endpoint, id: &str, diff: Row) {
+    if !diff.is_empty() {
+        update_rows(
+            e,
+            serde_json::Map::from_iter([(id.to_string(), Value::Object(diff))]),
+        );
+    }
+}
+
+/// Create one row with a new key (or its partner's), returning the key.
+fn insert_one(e: &Endpoint, cols: &[String], partner: &Option<String>, values: Row) -> String {
+    let key = new_keys(e, std::slice::from_ref(partner)).remove(0);
+    insert_rows(
+        e,
+        cols,
+        serde_json::Map::from_iter([(key.clone(), Value::Object(values))]),
+    );
+    key
+}
 
 pub const CHOICES: &[&str] = &["source", "target", "merged"];
 
@@ -239,20 +261,20 @@ fn sync_resolve_conflict(
             let v = want_src.as_ref().expect("a decided row");
             match (&source_id, &src_row) {
                 (Some(s), Some(cur)) => {
-                    let diff = cfg.source_changes(v, cur).unwrap_or_else(|e| bad(e));
-                    if !diff.is_empty() {
-                        let mut m = serde_json::Map::new();
-                        m.insert(s.clone(), Value::Object(diff));
-                        update_rows(&cfg.source, m);
-                    }
+                    update_one(
+                        &cfg.source,
+                        s,
+                        cfg.source_changes(v, cur).unwrap_or_else(|e| bad(e)),
+                    );
                 }
                 _ => {
-                    let key = new_keys(&cfg.source, &[target_id.clone()]).remove(0);
-                    let mut m = serde_json::Map::new();
                     let want_src = cfg.unproject(v).unwrap_or_else(|e| bad(e));
-                    m.insert(key.clone(), Value::Object(want_src));
-                    insert_rows(&cfg.source, &cfg.mapping.source_columns(), m);
-                    source_id = Some(key);
+                    source_id = Some(insert_one(
+                        &cfg.source,
+                        &cfg.mapping.source_columns(),
+                        &target_id,
+                        want_src,
+                    ));
                 }
             }
             let v = want_tgt.as_ref().expect("a decided row");
@@ -266,18 +288,10 @@ fn sync_resolve_conflict(
                         })
                         .map(|(k, val)| (k.clone(), val.clone()))
                         .collect();
-                    if !diff.is_empty() {
-                        let mut m = serde_json::Map::new();
-                        m.insert(t.clone(), Value::Object(diff));
-                        update_rows(&cfg.target, m);
-                    }
+                    update_one(&cfg.target, t, diff);
                 }
                 _ => {
-                    let key = new_keys(&cfg.target, &[source_id.clone()]).remove(0);
-                    let mut m = serde_json::Map::new();
-                    m.insert(key.clone(), Value::Object(v.clone()));
-                    insert_rows(&cfg.target, &fields, m);
-                    target_id = Some(key);
+                    target_id = Some(insert_one(&cfg.target, &fields, &source_id, v.clone()));
                 }
             }
         }

@@ -227,32 +227,35 @@ pub fn merge(inp: &Input) -> Plan {
             link: LinkAction::Remove,
             ..Plan::nothing()
         },
-        (Some(s), None, None) => {
-            if !inp.direction.to_target() {
-                return Plan::nothing();
-            }
-            let v = only(s, inp.fields);
-            Plan {
-                target: Some(Write::Insert(v.clone())),
-                link: LinkAction::Upsert(v),
-                ..Plan::nothing()
-            }
+        (Some(s), None, None) if inp.direction.to_target() => {
+            create_on(Side::Target, only(s, inp.fields))
         }
-        (None, Some(t), None) => {
-            if !inp.direction.to_source() {
-                return Plan::nothing();
-            }
-            let v = only(t, inp.fields);
-            Plan {
-                source: Some(Write::Insert(v.clone())),
-                link: LinkAction::Upsert(v),
-                ..Plan::nothing()
-            }
+        (None, Some(t), None) if inp.direction.to_source() => {
+            create_on(Side::Source, only(t, inp.fields))
         }
+        (Some(_), None, None) | (None, Some(_), None) => Plan::nothing(),
         (None, Some(t), Some(b)) => deleted_on_one_side(inp, Side::Source, t, b),
         (Some(s), None, Some(b)) => deleted_on_one_side(inp, Side::Target, s, b),
         (Some(s), Some(t), base) => merge_fields(inp, s, t, base),
     }
+}
+
+/// A plan that writes `w` on one side and does `link` to the link.
+fn on_side(side: Side, w: Write, link: LinkAction) -> Plan {
+    let mut p = Plan {
+        link,
+        ..Plan::nothing()
+    };
+    match side {
+        Side::Source => p.source = Some(w),
+        Side::Target => p.target = Some(w),
+    }
+    p
+}
+
+/// Create the entity on `side` with these values and link it with them as the base.
+fn create_on(side: Side, v: Row) -> Plan {
+    on_side(side, Write::Insert(v.clone()), LinkAction::Upsert(v))
 }
 
 /// One side deleted a linked entity; the other side still has it (`alive`).
@@ -272,37 +275,14 @@ fn deleted_on_one_side(inp: &Input, deleted: Side, alive: &Row, base: &Row) -> P
         .filter(|f| !values_equal(get(Some(alive), f), get(Some(base), f)))
         .cloned()
         .collect();
-    let delete_write = |side: Side| -> Plan {
-        let w = Some(Write::Delete);
-        match side {
-            Side::Target => Plan {
-                target: w,
-                link: LinkAction::Remove,
-                ..Plan::nothing()
-            },
-            Side::Source => Plan {
-                source: w,
-                link: LinkAction::Remove,
-                ..Plan::nothing()
-            },
-        }
-    };
+    let delete_write = |side: Side| on_side(side, Write::Delete, LinkAction::Remove);
     if changed.is_empty() {
         // untouched on the surviving side: the delete propagates; against the flow of a
         // one-way config the authoritative side re-creates the row it still has
         if delete_flows {
             return delete_write(alive_side);
         }
-        let v = only(alive, inp.fields);
-        let mut p = Plan {
-            link: LinkAction::Upsert(v.clone()),
-            ..Plan::nothing()
-        };
-        match deleted {
-            Side::Source => p.source = Some(Write::Insert(v)),
-            Side::Target => p.target = Some(Write::Insert(v)),
-        }
-        return p;
+        return create_on(deleted, only(alive, inp.fields));
     }
     // delete vs update
     let win = winner(inp, inp.source_times.last, inp.target_times.last);
@@ -343,17 +323,10 @@ fn deleted_on_one_side(inp: &Input, deleted: Side, alive: &Row, base: &Row) -> P
             // the update wins: re-create the deleted side from the survivor
             conflict.resolution = Resolution::Won(w);
             conflict.resolved_value = alive_vals;
-            let v = only(alive, inp.fields);
-            let mut p = Plan {
-                link: LinkAction::Upsert(v.clone()),
+            Plan {
                 conflicts: vec![conflict],
-                ..Plan::nothing()
-            };
-            match deleted {
-                Side::Source => p.source = Some(Write::Insert(v)),
-                Side::Target => p.target = Some(Write::Insert(v)),
+                ..create_on(deleted, only(alive, inp.fields))
             }
-            p
         }
     }
 }
