@@ -16,7 +16,7 @@ use pgrx::{JsonB, PgMemoryContexts};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
-const BATCH: i64 = 2000;
+const BATCH: i64 = 5000;
 /// Advisory lock class for "a run of config N is in progress".
 pub const LOCK_CLASS: i32 = 0x5359_4e43; // 'SYNC'
 
@@ -36,10 +36,31 @@ pub struct Stats {
 struct Item {
     source_id: Option<String>,
     target_id: Option<String>,
-    source_times: Times,
-    target_times: Times,
+    /// latest change of each side in the window (microseconds since the epoch)
+    source_last: Option<i64>,
+    target_last: Option<i64>,
+    /// the pair's change records (ctids), fetched for per-field times when both
+    /// sides changed and the strategy compares times
+    change_tids: Vec<String>,
     /// the link's base when the pair is linked (then both ids are set)
     base: Option<Row>,
+}
+
+impl Item {
+    fn same_pair(&self, o: &Item) -> bool {
+        self.source_id == o.source_id && self.target_id == o.target_id
+    }
+
+    /// Fold another work-list row of the same pair into this one (the work list has
+    /// a row per changed side and per open error).
+    fn absorb(&mut self, o: Item) {
+        self.source_last = self.source_last.max(o.source_last);
+        self.target_last = self.target_last.max(o.target_last);
+        self.change_tids.extend(o.change_tids);
+        if self.base.is_none() {
+            self.base = o.base;
+        }
+    }
 }
 
 /// What to do for one entity pair, in table column names.
@@ -49,6 +70,10 @@ struct Op {
     target_id: Option<String>,
     /// (source id, target id) of the link before this run
     old_link: Option<(String, String)>,
+    /// where each side's row was when it was read: writes are guarded by it, so a
+    /// row changed by someone else since is never overwritten
+    source_ctid: Option<String>,
+    target_ctid: Option<String>,
     target_write: Option<Write>,
     source_write: Option<Write>,
     link: LinkAction,
@@ -60,6 +85,8 @@ struct Run<'a> {
     schema: String,
     run_id: i64,
     fields: Vec<String>,
+    /// source columns the mapping reads
+    source_cols: Vec<String>,
     stats: Stats,
     linked_targets: HashSet<String>,
     /// microseconds spent loading rows, up to the merge's end, applying (DEBUG1 log)
@@ -135,6 +162,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
         schema: schema.clone(),
         run_id,
         fields: cfg.fields(),
+        source_cols: cfg.mapping.source_columns(),
         stats: Stats::default(),
         linked_targets: HashSet::new(),
         timing: [0; 3],
@@ -144,45 +172,69 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
     } else {
         work_sql(&cfg, &schema, &window)
     };
+    // the work list hashes and sorts one row per changed entity: give it room
+    let prev_work_mem = db::one::<String>("SELECT current_setting('work_mem')", &[]);
+    db::run("SELECT set_config('work_mem', '64MB', true)", &[]);
     Spi::connect(|client| {
         let mut cursor = client
             .try_open_cursor(&work_sql, &[cfg.id.into(), cfg.origin().into()])
             .unwrap_or_else(|e| spi_fail(e));
+        // the work list is sorted by pair; rows of one pair are folded together, and
+        // the last pair of a fetch waits for the next one, which may continue it
+        let mut carry: Option<Item> = None;
+        let mut first = true;
         loop {
             // each batch (its fetch included) works in a memory context of its own,
             // deleted afterwards: memory stays bounded however long the backlog is
             let mut cx = PgMemoryContexts::new("sync_engine batch");
-            let items: Vec<Item> = unsafe {
+            let rows: Vec<Item> = unsafe {
                 cx.switch_to(|_| {
                     let t = cursor.fetch(BATCH).unwrap_or_else(|e| spi_fail(e));
-                    let items = crate::db::scoped(|| {
+                    let rows = crate::db::scoped(|| {
                         t.map(|r| Item {
                             source_id: r.get::<String>(1).ok().flatten(),
                             target_id: r.get::<String>(2).ok().flatten(),
-                            source_times: times(
-                                r.get::<JsonB>(3).ok().flatten(),
-                                r.get::<i64>(4).ok().flatten(),
-                            ),
-                            target_times: times(
-                                r.get::<JsonB>(5).ok().flatten(),
-                                r.get::<i64>(6).ok().flatten(),
-                            ),
-                            base: match r.get::<JsonB>(7).ok().flatten() {
-                                Some(JsonB(Value::Object(m))) => Some(m),
+                            source_last: r.get::<i64>(3).ok().flatten(),
+                            target_last: r.get::<i64>(4).ok().flatten(),
+                            change_tids: r.get::<Vec<String>>(5).ok().flatten().unwrap_or_default(),
+                            base: match r.get::<pgrx::Json>(6).ok().flatten() {
+                                Some(pgrx::Json(Value::Object(m))) => Some(m),
                                 _ => None,
                             },
                         })
                         .collect::<Vec<Item>>()
                     });
                     pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
-                    items
+                    rows
                 })
             };
-            if items.is_empty() {
+            if std::mem::take(&mut first) {
+                // the first fetch ran the work list's sorts and hashes: the batches'
+                // own statements get the session's work_mem again
+                db::run(
+                    "SELECT set_config('work_mem', $1, true)",
+                    &[prev_work_mem.clone().unwrap_or_else(|| "4MB".into()).into()],
+                );
+            }
+            let exhausted = rows.len() < BATCH as usize;
+            let mut items: Vec<Item> = Vec::with_capacity(rows.len() + 1);
+            items.extend(carry.take());
+            for it in rows {
+                match items.last_mut() {
+                    Some(last) if last.same_pair(&it) => last.absorb(it),
+                    _ => items.push(it),
+                }
+            }
+            if !exhausted {
+                carry = items.pop();
+            }
+            if !items.is_empty() {
+                unsafe { cx.switch_to(|_| run.batch(items)) };
+            }
+            drop(cx);
+            if exhausted {
                 break;
             }
-            unsafe { cx.switch_to(|_| run.batch(items)) };
-            drop(cx);
         }
     });
 
@@ -220,21 +272,6 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
     result
 }
 
-fn times(fields: Option<JsonB>, last: Option<i64>) -> Times {
-    let mut t = Times {
-        fields: HashMap::new(),
-        last,
-    };
-    if let Some(JsonB(Value::Object(m))) = fields {
-        for (k, v) in m {
-            if let Some(n) = v.as_i64() {
-                t.fields.insert(k, n);
-            }
-        }
-    }
-    t
-}
-
 /// A key as text the way the capture trigger records it: through the type's output
 /// function (`format('%s', ..)`), not a `::text` cast, which differs for char(n), inet...
 fn key_text(e: &Endpoint, alias: &str) -> String {
@@ -248,7 +285,7 @@ fn key_text(e: &Endpoint, alias: &str) -> String {
 fn initial_work_sql(cfg: &Config, schema: &str) -> String {
     let (s, t) = (&cfg.source, &cfg.target);
     format!(
-        "SELECT w.s_id, w.t_id, NULL::jsonb, NULL::bigint, NULL::jsonb, NULL::bigint, b.base FROM (
+        "SELECT w.s_id, w.t_id, NULL::bigint, NULL::bigint, NULL::text[], b.base::json FROM (
             SELECT {sk} AS s_id, l.target_id AS t_id FROM {st} s
               LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = {sk}
             UNION
@@ -267,41 +304,41 @@ fn initial_work_sql(cfg: &Config, schema: &str) -> String {
 }
 
 /// Later runs: the entities with change records in the window (not written by this
-/// config), plus entities whose last apply failed; each with per-field change times.
+/// config), plus entities whose last apply failed; one row per changed side of a pair
+/// (folded together by the reader), with that side's latest change time and, when
+/// the strategy compares times, the change records' ctids.
 fn work_sql(cfg: &Config, schema: &str, w: &crate::cursor::Window) -> String {
     let lit = crate::quote_literal;
     let (s, t) = (&cfg.source, &cfg.target);
+    let tids = if cfg.strategy == merge::Strategy::LatestWins {
+        "array_agg(c.ctid::text)"
+    } else {
+        "NULL::text[]"
+    };
     format!(
-        "WITH ch AS (
-            SELECT (c.system = {ss} AND c.entity_type = {se}) AS is_src, c.entity_id, c.fields, c.changed_at
+        "WITH ch AS MATERIALIZED (
+            SELECT (c.system = {ss} AND c.entity_type = {se}) AS is_src, c.entity_id,
+                   (extract(epoch FROM max(c.changed_at)) * 1000000)::bigint AS last, {tids} AS tids
               FROM {schema}.change_log c
              WHERE {pred}
                AND ((c.system = {ss} AND c.entity_type = {se}) OR (c.system = {ts} AND c.entity_type = {te}))
                AND c.origin IS DISTINCT FROM $2
-         ), ft AS (
-            SELECT is_src, entity_id, k AS field,
-                   (extract(epoch FROM max(changed_at)) * 1000000)::bigint AS at
-              FROM ch, jsonb_object_keys(ch.fields) k GROUP BY 1, 2, 3
-         ), et AS (
-            SELECT is_src, entity_id, jsonb_object_agg(field, at) AS times, max(at) AS last FROM ft GROUP BY 1, 2
+             GROUP BY 1, 2
          ), ids AS (
-            SELECT is_src, entity_id FROM et
-            UNION SELECT true, source_id FROM {schema}.sync_errors
+            SELECT is_src, entity_id, last, tids FROM ch
+            UNION ALL SELECT true, source_id, NULL, NULL FROM {schema}.sync_errors
                    WHERE config_id = $1 AND NOT resolved AND source_id IS NOT NULL
-            UNION SELECT false, target_id FROM {schema}.sync_errors
+            UNION ALL SELECT false, target_id, NULL, NULL FROM {schema}.sync_errors
                    WHERE config_id = $1 AND NOT resolved AND target_id IS NOT NULL
-         ), pairs AS (
-            SELECT i.entity_id AS s_id, l.target_id AS t_id FROM ids i
-              LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = i.entity_id WHERE i.is_src
-            UNION
-            SELECT l.source_id, i.entity_id FROM ids i
-              LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.target_id = i.entity_id WHERE NOT i.is_src
          )
-         SELECT p.s_id, p.t_id, se.times, se.last, te.times, te.last, b.base FROM pairs p
-           LEFT JOIN et se ON se.is_src AND se.entity_id = p.s_id
-           LEFT JOIN et te ON NOT te.is_src AND te.entity_id = p.t_id
-           LEFT JOIN {schema}.sync_links b ON b.config_id = $1 AND b.source_id = p.s_id AND b.target_id = p.t_id
-          ORDER BY p.s_id NULLS LAST, p.t_id",
+         SELECT i.entity_id, l.target_id, i.last, NULL::bigint, i.tids, l.base::json
+           FROM ids i LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = i.entity_id
+          WHERE i.is_src
+         UNION ALL
+         SELECT l.source_id, i.entity_id, NULL, i.last, i.tids, l.base::json
+           FROM ids i LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.target_id = i.entity_id
+          WHERE NOT i.is_src
+         ORDER BY 1 NULLS LAST, 2",
         pred = changes::window_predicate(w, "c"),
         ss = lit(&s.system),
         se = lit(&s.entity_type),
@@ -312,6 +349,60 @@ fn work_sql(cfg: &Config, schema: &str, w: &crate::cursor::Window) -> String {
 
 pub(crate) fn jsonb_arg(v: Value) -> JsonB {
     JsonB(v)
+}
+
+/// A row as read by a run: where it was (its ctid, which guards the write-back) and
+/// the columns the mapping uses.
+pub(crate) struct ReadRow {
+    ctid: String,
+    row: Row,
+}
+
+/// Current rows by key, only the columns in `cols`, without locking them: each write
+/// of the run is guarded by the row's ctid instead (see `update_guarded`).
+fn read_rows(e: &Endpoint, ids: &[String], cols: &[String]) -> HashMap<String, ReadRow> {
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    // json_build_object takes at most 100 arguments: wide mappings read the whole row
+    let json = if cols.len() > 50 {
+        "row_to_json(t)".to_string()
+    } else {
+        let pairs: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let q = crate::capture::quote_ident(c);
+                format!("{}, t.{q}", crate::quote_literal(c))
+            })
+            .collect();
+        format!("json_build_object({})", pairs.join(", "))
+    };
+    // one index lookup per key, whatever work_mem and the statistics say (OFFSET 0
+    // keeps the planner from turning it into a join over the whole table)
+    let sql = format!(
+        "SELECT x.* FROM unnest($1::text[]::{kt}[]) AS w(id),
+                LATERAL (SELECT {k}, t.ctid::text, {json} FROM {table} t WHERE t.{kc} = w.id OFFSET 0) x",
+        k = key_text(e, "t"),
+        table = e.table,
+        kc = crate::capture::quote_ident(&e.key_column),
+        kt = e.key_type,
+    );
+    Spi::connect(|c| {
+        let t = c
+            .select(&sql, None, &[ids.to_vec().into()])
+            .unwrap_or_else(|e| spi_fail(e));
+        db::scoped(|| {
+            t.filter_map(|r| {
+                let k = r.get::<String>(1).ok().flatten()?;
+                let ctid = r.get::<String>(2).ok().flatten()?;
+                match r.get::<pgrx::Json>(3).ok().flatten() {
+                    Some(pgrx::Json(Value::Object(row))) => Some((k, ReadRow { ctid, row })),
+                    _ => None,
+                }
+            })
+            .collect()
+        })
+    })
 }
 
 /// Current rows by key, locked against concurrent writers until the run commits.
@@ -381,6 +472,52 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Per-field change times of the pairs that changed on both sides (only those can
+    /// conflict, and only latest_wins compares times): (is source, id) -> column -> time.
+    #[allow(clippy::type_complexity)]
+    fn field_times(&self, pairs: &[Item]) -> HashMap<(bool, String), HashMap<String, i64>> {
+        let tids: Vec<String> = pairs
+            .iter()
+            .filter(|p| p.source_last.is_some() && p.target_last.is_some())
+            .flat_map(|p| p.change_tids.iter().cloned())
+            .collect();
+        if tids.is_empty() {
+            return HashMap::new();
+        }
+        let s = &self.cfg.source;
+        let sql = format!(
+            "SELECT c.system = {ss} AND c.entity_type = {se}, c.entity_id, k,
+                    (extract(epoch FROM max(c.changed_at)) * 1000000)::bigint
+               FROM {schema}.change_log c, jsonb_object_keys(c.fields) k
+              WHERE c.ctid = ANY($1::tid[])
+              GROUP BY 1, 2, 3",
+            ss = crate::quote_literal(&s.system),
+            se = crate::quote_literal(&s.entity_type),
+            schema = self.schema,
+        );
+        let rows: Vec<(bool, String, String, i64)> = Spi::connect(|c| {
+            let t = c
+                .select(&sql, None, &[tids.into()])
+                .unwrap_or_else(|e| spi_fail(e));
+            db::scoped(|| {
+                t.filter_map(|r| {
+                    Some((
+                        r.get::<bool>(1).ok().flatten()?,
+                        r.get::<String>(2).ok().flatten()?,
+                        r.get::<String>(3).ok().flatten()?,
+                        r.get::<i64>(4).ok().flatten()?,
+                    ))
+                })
+                .collect()
+            })
+        });
+        let mut out: HashMap<(bool, String), HashMap<String, i64>> = HashMap::new();
+        for (is_src, id, field, at) in rows {
+            out.entry((is_src, id)).or_default().insert(field, at);
+        }
+        out
+    }
+
     /// Per-field source change times keyed by target field (a unit's fields share the
     /// latest time of its source columns).
     fn source_times_by_field(&self, t: &Times) -> Times {
@@ -409,7 +546,7 @@ impl<'a> Run<'a> {
         &self,
         wanted: &[(usize, Row)],
         taken: &HashSet<String>,
-    ) -> HashMap<usize, (String, Row)> {
+    ) -> HashMap<usize, (String, ReadRow)> {
         if wanted.is_empty() || self.cfg.match_on.is_empty() {
             return HashMap::new();
         }
@@ -438,7 +575,7 @@ impl<'a> Run<'a> {
             .collect::<Vec<_>>()
             .join(" AND ");
         let sql = format!(
-            "SELECT (x.v->>'__n')::int, {tk}, to_jsonb(t)
+            "SELECT (x.v->>'__n')::int, {tk}, to_jsonb(t), t.ctid::text
                FROM jsonb_array_elements($1) x(v)
                CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, x.v) m
                JOIN {table} t ON {cond}
@@ -449,7 +586,7 @@ impl<'a> Run<'a> {
             table = t.table,
             schema = self.schema,
         );
-        let rows: Vec<(i32, String, Row)> = Spi::connect(|c| {
+        let rows: Vec<(i32, String, ReadRow)> = Spi::connect(|c| {
             let r = c
                 .select(
                     &sql,
@@ -461,8 +598,9 @@ impl<'a> Run<'a> {
                 r.filter_map(|r| {
                     let n = r.get::<i32>(1).ok().flatten()?;
                     let k = r.get::<String>(2).ok().flatten()?;
+                    let ctid = r.get::<String>(4).ok().flatten()?;
                     match r.get::<JsonB>(3).ok().flatten() {
-                        Some(JsonB(Value::Object(m))) => Some((n, k, m)),
+                        Some(JsonB(Value::Object(row))) => Some((n, k, ReadRow { ctid, row })),
                         _ => None,
                     }
                 })
@@ -486,8 +624,8 @@ impl<'a> Run<'a> {
         let sids: Vec<String> = items.iter().filter_map(|i| i.source_id.clone()).collect();
         let tids: Vec<String> = items.iter().filter_map(|i| i.target_id.clone()).collect();
         let t0 = std::time::Instant::now();
-        let src_rows = load_rows(&self.cfg.source, &sids);
-        let mut tgt_rows = load_rows(&self.cfg.target, &tids);
+        let src_rows = read_rows(&self.cfg.source, &sids, &self.source_cols);
+        let mut tgt_rows = read_rows(&self.cfg.target, &tids, &self.fields);
         let pending = self.load_pending(&sids, &tids);
         self.timing[0] += t0.elapsed().as_micros();
 
@@ -516,7 +654,7 @@ impl<'a> Run<'a> {
                 .source_id
                 .as_ref()
                 .and_then(|s| src_rows.get(s))
-                .map(|r| self.cfg.project(r));
+                .map(|r| self.cfg.project(&r.row));
             if p.base.is_none() && p.target_id.is_none() {
                 if let Some(Ok(row)) = &proj {
                     wanted.push((i, row.clone()));
@@ -550,6 +688,7 @@ impl<'a> Run<'a> {
             }
         }
         let (pairs, projected) = (keep, keep_proj);
+        let field_times = self.field_times(&pairs);
 
         let mut ops = Vec::with_capacity(pairs.len());
         let mut failed: Vec<(Option<String>, Option<String>, String)> = Vec::new();
@@ -563,10 +702,11 @@ impl<'a> Run<'a> {
                 }
                 None => None,
             };
-            let target = tid.as_ref().and_then(|t| tgt_rows.get(t)).map(|r| {
+            let target_read = tid.as_ref().and_then(|t| tgt_rows.get(t));
+            let target = target_read.map(|r| {
                 self.fields
                     .iter()
-                    .map(|f| (f.clone(), r.get(f).cloned().unwrap_or(Value::Null)))
+                    .map(|f| (f.clone(), r.row.get(f).cloned().unwrap_or(Value::Null)))
                     .collect::<Row>()
             });
             let pend: Vec<String> = pending
@@ -574,14 +714,23 @@ impl<'a> Run<'a> {
                 .filter(|(ps, pt, _)| (ps.is_some() && *ps == sid) || (pt.is_some() && *pt == tid))
                 .flat_map(|(_, _, f)| f.clone())
                 .collect();
-            let st = self.source_times_by_field(&p.source_times);
+            let times = |is_src: bool, id: &Option<String>, last: Option<i64>| Times {
+                fields: id
+                    .as_ref()
+                    .and_then(|id| field_times.get(&(is_src, id.clone())))
+                    .cloned()
+                    .unwrap_or_default(),
+                last,
+            };
+            let st = self.source_times_by_field(&times(true, &sid, p.source_last));
+            let tt = times(false, &tid, p.target_last);
             let plan = merge::merge(&Input {
                 fields: &self.fields,
                 source: source.as_ref(),
                 target: target.as_ref(),
                 base: p.base.as_ref(),
                 source_times: &st,
-                target_times: &p.target_times,
+                target_times: &tt,
                 pending: &pend,
                 strategy: self.cfg.strategy,
                 direction: self.cfg.direction,
@@ -596,7 +745,8 @@ impl<'a> Run<'a> {
                 p.base
                     .as_ref()
                     .and_then(|_| Some((p.source_id.clone()?, p.target_id.clone()?))),
-                &src_rows,
+                sid.as_ref().and_then(|s| src_rows.get(s)),
+                target_read,
             ) {
                 Ok(op) => ops.push(op),
                 Err(e) => failed.push((sid, tid, e)),
@@ -675,14 +825,14 @@ impl<'a> Run<'a> {
         source_id: Option<String>,
         target_id: Option<String>,
         old_link: Option<(String, String)>,
-        src_rows: &HashMap<String, Row>,
+        source_read: Option<&ReadRow>,
+        target_read: Option<&ReadRow>,
     ) -> Result<Op, String> {
         let source_write = match plan.source {
             Some(Write::Insert(v)) => Some(Write::Insert(self.cfg.unproject(&v)?)),
             Some(Write::Update(v)) => {
-                let cur = source_id.as_ref().and_then(|s| src_rows.get(s));
-                let diff = match cur {
-                    Some(cur) => self.cfg.source_changes(&v, cur)?,
+                let diff = match source_read {
+                    Some(cur) => self.cfg.source_changes(&v, &cur.row)?,
                     None => self.cfg.unproject(&v)?,
                 };
                 (!diff.is_empty()).then_some(Write::Update(diff))
@@ -693,6 +843,8 @@ impl<'a> Run<'a> {
             source_id,
             target_id,
             old_link,
+            source_ctid: source_read.map(|r| r.ctid.clone()),
+            target_ctid: target_read.map(|r| r.ctid.clone()),
             target_write: plan.target,
             source_write,
             link: plan.link,
@@ -773,26 +925,38 @@ impl<'a> Run<'a> {
             } else {
                 &cfg.source
             };
-            let mut updates = serde_json::Map::new();
-            let mut deletes = Vec::new();
+            let mut updates: Vec<(String, Option<String>, Row)> = Vec::new();
+            let mut deletes: Vec<(String, Option<String>)> = Vec::new();
             for o in &ops {
-                let (w, id) = if side_is_target {
-                    (&o.target_write, &o.target_id)
+                let (w, id, ctid) = if side_is_target {
+                    (&o.target_write, &o.target_id, &o.target_ctid)
                 } else {
-                    (&o.source_write, &o.source_id)
+                    (&o.source_write, &o.source_id, &o.source_ctid)
                 };
                 match (w, id) {
                     (Some(Write::Update(v)), Some(id)) => {
-                        updates.insert(id.clone(), Value::Object(v.clone()));
+                        updates.push((id.clone(), ctid.clone(), v.clone()))
                     }
-                    (Some(Write::Delete), Some(id)) => deletes.push(id.clone()),
+                    (Some(Write::Delete), Some(id)) => deletes.push((id.clone(), ctid.clone())),
                     _ => {}
                 }
             }
             st.updated += updates.len() as i64;
             st.deleted += deletes.len() as i64;
-            update_rows(e, updates);
-            delete_rows(e, &deletes);
+            let mut missed = update_guarded(e, updates);
+            missed.extend(delete_guarded(e, deletes));
+            if !missed.is_empty() {
+                missed.sort();
+                fail(
+                    PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    &format!(
+                        "{} row(s) of {} changed in another transaction after this run read them (key {}); not overwritten, retried on the next run",
+                        missed.len(),
+                        e.table,
+                        missed.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
         }
         // links: a changed base is updated in place; removed and new links are
         // deleted and inserted
@@ -831,18 +995,14 @@ impl<'a> Run<'a> {
             }
         }
         if !bases.is_empty() {
-            let base_ids: Vec<String> = bases
-                .iter()
-                .filter_map(|b| b["s"].as_str().map(String::from))
-                .collect();
             db::run(
                 &format!(
-                    "UPDATE {}.sync_links l SET base = x->'b', base_checksum = x->>'c', updated_at = now()
-                       FROM jsonb_array_elements($2) x
-                      WHERE l.config_id = $1 AND l.source_id = x->>'s' AND l.source_id = ANY($3)",
+                    "UPDATE {}.sync_links l SET base = x.b, base_checksum = x.c, updated_at = now()
+                       FROM json_to_recordset($2) x(s text, b jsonb, c text)
+                      WHERE l.config_id = $1 AND l.source_id = x.s",
                     self.schema
                 ),
-                &[cfg.id.into(), jsonb_arg(Value::Array(bases)).into(), base_ids.into()],
+                &[cfg.id.into(), pgrx::Json(Value::Array(bases)).into()],
             );
         }
         if !drop_s.is_empty() {
@@ -860,10 +1020,10 @@ impl<'a> Run<'a> {
             db::run(
                 &format!(
                     "INSERT INTO {}.sync_links (config_id, source_id, target_id, base, base_checksum)
-                     SELECT $1, x->>'s', x->>'t', x->'b', x->>'c' FROM jsonb_array_elements($2) x",
+                     SELECT $1, x.s, x.t, x.b, x.c FROM json_to_recordset($2) x(s text, t text, b jsonb, c text)",
                     self.schema
                 ),
-                &[cfg.id.into(), jsonb_arg(Value::Array(new_links)).into()],
+                &[cfg.id.into(), pgrx::Json(Value::Array(new_links)).into()],
             );
         }
         // conflicts, with both sides' values: a losing value is never lost
@@ -1012,6 +1172,98 @@ pub(crate) fn update_rows(e: &Endpoint, rows: serde_json::Map<String, Value>) {
     // the key list lets the planner find the rows by index whatever it guesses for jsonb_each
     let keys: Vec<String> = rows.keys().cloned().collect();
     db::run(&sql, &[jsonb_arg(Value::Object(rows)).into(), keys.into()]);
+}
+
+/// Column name carrying each row's ctid in a guarded write's JSON.
+const CTID_KEY: &str = "__sync_engine_ctid";
+
+/// Keys as the statement returned them: what was really written.
+fn written_keys(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> HashSet<String> {
+    Spi::connect_mut(|c| {
+        let t = c.update(sql, None, args).unwrap_or_else(|e| spi_fail(e));
+        db::scoped(|| t.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+    })
+}
+
+/// UPDATE rows (key, ctid when read, column -> value) only where the row is still the
+/// version the run read: a row someone changed since (or is changing: the UPDATE waits
+/// for them and then re-checks) is left alone. Returns the keys not written.
+fn update_guarded(e: &Endpoint, rows: Vec<(String, Option<String>, Row)>) -> Vec<String> {
+    let mut missed = Vec::new();
+    // one statement per set of columns written
+    let mut groups: HashMap<Vec<String>, Vec<(String, String, Row)>> = HashMap::new();
+    for (key, ctid, vals) in rows {
+        match ctid {
+            Some(ctid) if !vals.is_empty() => groups
+                .entry(vals.keys().cloned().collect())
+                .or_default()
+                .push((key, ctid, vals)),
+            Some(_) => {}
+            None => missed.push(key),
+        }
+    }
+    for (cols, rows) in groups {
+        let defs = cols
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    crate::capture::quote_ident(c),
+                    e.column_type(c).unwrap_or("text")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE {table} t SET ({cols}) = ROW({rcols})
+               FROM json_to_recordset($1) AS r({ck} tid, {defs})
+              WHERE t.ctid = r.{ck}
+             RETURNING {k}",
+            table = e.table,
+            cols = col_list(&cols, ""),
+            rcols = col_list(&cols, "r."),
+            ck = crate::capture::quote_ident(CTID_KEY),
+            k = key_text(e, "t"),
+        );
+        let keys: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let arr: Vec<Value> = rows
+            .into_iter()
+            .map(|(_, ctid, mut vals)| {
+                vals.insert(CTID_KEY.into(), Value::String(ctid));
+                Value::Object(vals)
+            })
+            .collect();
+        let done = written_keys(&sql, &[pgrx::Json(Value::Array(arr)).into()]);
+        missed.extend(keys.into_iter().filter(|k| !done.contains(k)));
+    }
+    missed
+}
+
+/// DELETE rows (key, ctid when read) that are still the version the run read; returns
+/// the keys not deleted.
+fn delete_guarded(e: &Endpoint, rows: Vec<(String, Option<String>)>) -> Vec<String> {
+    let mut missed = Vec::new();
+    let mut keys = Vec::new();
+    let mut ctids = Vec::new();
+    for (key, ctid) in rows {
+        match ctid {
+            Some(c) => {
+                keys.push(key);
+                ctids.push(c);
+            }
+            None => missed.push(key),
+        }
+    }
+    if !ctids.is_empty() {
+        let sql = format!(
+            "DELETE FROM {table} t WHERE t.ctid = ANY($1::tid[]) RETURNING {k}",
+            table = e.table,
+            k = key_text(e, "t"),
+        );
+        let done = written_keys(&sql, &[ctids.into()]);
+        missed.extend(keys.into_iter().filter(|k| !done.contains(k)));
+    }
+    missed
 }
 
 pub(crate) fn delete_rows(e: &Endpoint, ids: &[String]) {
