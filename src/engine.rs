@@ -761,15 +761,14 @@ impl<'a> Run<'a> {
         // apply the batch at once; on failure isolate the failing entities
         self.timing[1] += t0.elapsed().as_micros();
         let t1 = std::time::Instant::now();
-        let all = ops.clone();
-        let whole = subxact::run(|| self.apply(all));
+        let whole = subxact::run(|| self.apply(&ops));
         self.timing[2] += t1.elapsed().as_micros();
         match whole {
             Ok(st) => self.add(st),
             Err(_) => {
-                for op in ops {
+                for op in &ops {
                     let (s, t) = (op.source_id.clone(), op.target_id.clone());
-                    match subxact::run(|| self.apply(vec![op])) {
+                    match subxact::run(|| self.apply(std::slice::from_ref(op))) {
                         Ok(st) => self.add(st),
                         Err(e) => {
                             self.record_error(s.as_deref(), t.as_deref(), &e.sqlstate, &e.message)
@@ -853,12 +852,17 @@ impl<'a> Run<'a> {
     }
 
     /// Apply a set of ops with set-based statements. Runs inside a subtransaction.
-    fn apply(&self, mut ops: Vec<Op>) -> Stats {
+    fn apply(&self, ops: &[Op]) -> Stats {
         let mut st = Stats {
             synced: ops.len() as i64,
             ..Stats::default()
         };
         let cfg = self.cfg;
+        // each op's (source id, target id); creates fill in the new keys
+        let mut ids: Vec<(Option<String>, Option<String>)> = ops
+            .iter()
+            .map(|o| (o.source_id.clone(), o.target_id.clone()))
+            .collect();
         // creates first: they produce the keys the links need
         for side_is_target in [true, false] {
             let e = if side_is_target {
@@ -866,20 +870,19 @@ impl<'a> Run<'a> {
             } else {
                 &cfg.source
             };
-            let idx: Vec<usize> = ops
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| {
-                    matches!(
-                        if side_is_target {
-                            &o.target_write
-                        } else {
-                            &o.source_write
-                        },
-                        Some(Write::Insert(_))
-                    )
-                })
-                .map(|(i, _)| i)
+            let write = |i: usize| -> Option<&Row> {
+                let o = &ops[i];
+                match if side_is_target {
+                    &o.target_write
+                } else {
+                    &o.source_write
+                } {
+                    Some(Write::Insert(v)) => Some(v),
+                    _ => None,
+                }
+            };
+            let idx: Vec<usize> = (0..ops.len())
+                .filter(|&i| write(i).is_some())
                 .collect();
             if idx.is_empty() {
                 continue;
@@ -888,27 +891,22 @@ impl<'a> Run<'a> {
                 .iter()
                 .map(|&i| {
                     if side_is_target {
-                        ops[i].source_id.clone()
+                        ids[i].0.clone()
                     } else {
-                        ops[i].target_id.clone()
+                        ids[i].1.clone()
                     }
                 })
                 .collect();
             let keys = new_keys(e, &partner_ids);
             let mut rows = serde_json::Map::new();
             for (&i, k) in idx.iter().zip(&keys) {
-                let w = if side_is_target {
-                    &ops[i].target_write
-                } else {
-                    &ops[i].source_write
-                };
-                if let Some(Write::Insert(v)) = w {
+                if let Some(v) = write(i) {
                     rows.insert(k.clone(), Value::Object(v.clone()));
                 }
                 if side_is_target {
-                    ops[i].target_id = Some(k.clone());
+                    ids[i].1 = Some(k.clone());
                 } else {
-                    ops[i].source_id = Some(k.clone());
+                    ids[i].0 = Some(k.clone());
                 }
             }
             let cols = if side_is_target {
@@ -925,26 +923,26 @@ impl<'a> Run<'a> {
             } else {
                 &cfg.source
             };
-            let mut updates: Vec<(String, Option<String>, Row)> = Vec::new();
-            let mut deletes: Vec<(String, Option<String>)> = Vec::new();
-            for o in &ops {
+            let mut updates: Vec<(&str, Option<&str>, &Row)> = Vec::new();
+            let mut deletes: Vec<(&str, Option<&str>)> = Vec::new();
+            for (o, (sid, tid)) in ops.iter().zip(&ids) {
                 let (w, id, ctid) = if side_is_target {
-                    (&o.target_write, &o.target_id, &o.target_ctid)
+                    (&o.target_write, tid, &o.target_ctid)
                 } else {
-                    (&o.source_write, &o.source_id, &o.source_ctid)
+                    (&o.source_write, sid, &o.source_ctid)
                 };
                 match (w, id) {
                     (Some(Write::Update(v)), Some(id)) => {
-                        updates.push((id.clone(), ctid.clone(), v.clone()))
+                        updates.push((id, ctid.as_deref(), v))
                     }
-                    (Some(Write::Delete), Some(id)) => deletes.push((id.clone(), ctid.clone())),
+                    (Some(Write::Delete), Some(id)) => deletes.push((id, ctid.as_deref())),
                     _ => {}
                 }
             }
             st.updated += updates.len() as i64;
             st.deleted += deletes.len() as i64;
-            let mut missed = update_guarded(e, updates);
-            missed.extend(delete_guarded(e, deletes));
+            let mut missed = update_guarded(e, &updates);
+            missed.extend(delete_guarded(e, &deletes));
             if !missed.is_empty() {
                 missed.sort();
                 fail(
@@ -962,34 +960,28 @@ impl<'a> Run<'a> {
         // deleted and inserted
         let mut drop_s = Vec::new();
         let mut drop_t = Vec::new();
-        let mut new_links = Vec::new();
-        let mut bases = Vec::new();
-        for o in &ops {
-            let same = match (&o.old_link, &o.source_id, &o.target_id) {
+        let mut new_links: Vec<LinkRow> = Vec::new();
+        let mut bases: Vec<LinkRow> = Vec::new();
+        for (o, (sid, tid)) in ops.iter().zip(&ids) {
+            let same = match (&o.old_link, sid, tid) {
                 (Some((os, ot)), Some(s), Some(t)) => os == s && ot == t,
                 _ => false,
             };
-            match &o.link {
-                LinkAction::Keep => {}
-                LinkAction::Upsert(base) if same => {
-                    bases.push(
-                        json!({"s": o.source_id, "b": base, "c": merge::base_checksum(base)}),
-                    );
+            match (&o.link, sid) {
+                (LinkAction::Keep, _) => {}
+                (LinkAction::Upsert(base), Some(s)) if same => {
+                    bases.push(LinkRow::new(s, None, base));
                 }
-                link => {
+                (link, _) => {
                     if let Some((os, ot)) = &o.old_link {
                         drop_s.push(os.clone());
                         drop_t.push(ot.clone());
                     }
-                    if let (LinkAction::Upsert(base), Some(s), Some(t)) =
-                        (link, &o.source_id, &o.target_id)
-                    {
+                    if let (LinkAction::Upsert(base), Some(s), Some(t)) = (link, sid, tid) {
                         drop_s.push(s.clone());
                         drop_t.push(t.clone());
                         st.new_targets.push(t.clone());
-                        new_links.push(
-                            json!({"s": s, "t": t, "b": base, "c": merge::base_checksum(base)}),
-                        );
+                        new_links.push(LinkRow::new(s, Some(t), base));
                     }
                 }
             }
@@ -1002,7 +994,7 @@ impl<'a> Run<'a> {
                       WHERE l.config_id = $1 AND l.source_id = x.s",
                     self.schema
                 ),
-                &[cfg.id.into(), pgrx::Json(Value::Array(bases)).into()],
+                &[cfg.id.into(), json_text(&bases).into()],
             );
         }
         if !drop_s.is_empty() {
@@ -1023,16 +1015,17 @@ impl<'a> Run<'a> {
                      SELECT $1, x.s, x.t, x.b, x.c FROM json_to_recordset($2) x(s text, t text, b jsonb, c text)",
                     self.schema
                 ),
-                &[cfg.id.into(), pgrx::Json(Value::Array(new_links)).into()],
+                &[cfg.id.into(), json_text(&new_links).into()],
             );
         }
         // conflicts, with both sides' values: a losing value is never lost
         let conflicts: Vec<Value> = ops
             .iter()
-            .flat_map(|o| {
+            .zip(&ids)
+            .flat_map(|(o, (sid, tid))| {
                 o.conflicts.iter().map(move |c| {
                     json!({
-                        "s": o.source_id, "t": o.target_id, "kind": c.kind.name(), "fields": c.fields,
+                        "s": sid, "t": tid, "kind": c.kind.name(), "fields": c.fields,
                         "sv": c.source_value, "tv": c.target_value, "bv": c.base_value,
                         "res": c.resolution.name(), "rv": c.resolved_value,
                     })
@@ -1064,8 +1057,9 @@ impl<'a> Run<'a> {
             );
         }
         // entities that failed before and went through now
-        let ids_s: Vec<String> = ops.iter().filter_map(|o| o.source_id.clone()).collect();
-        let ids_t: Vec<String> = ops.iter().filter_map(|o| o.target_id.clone()).collect();
+        let (ids_s, ids_t): (Vec<_>, Vec<_>) = ids.into_iter().unzip();
+        let ids_s: Vec<String> = ids_s.into_iter().flatten().collect();
+        let ids_t: Vec<String> = ids_t.into_iter().flatten().collect();
         db::run(
             &format!(
                 "UPDATE {}.sync_errors SET resolved = true, retried_at = now()
@@ -1185,24 +1179,65 @@ fn written_keys(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> HashSet<String
     })
 }
 
+/// A row for a guarded UPDATE, serialized as its values plus its ctid.
+struct CtidRow<'a>(&'a str, &'a Row);
+
+impl serde::Serialize for CtidRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.1.len() + 1))?;
+        m.serialize_entry(CTID_KEY, self.0)?;
+        for (k, v) in self.1 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// A link row to insert or whose base to update.
+#[derive(serde::Serialize)]
+struct LinkRow<'a> {
+    s: &'a str,
+    t: Option<&'a str>,
+    b: &'a Row,
+    c: String,
+}
+
+impl<'a> LinkRow<'a> {
+    fn new(s: &'a str, t: Option<&'a str>, b: &'a Row) -> Self {
+        LinkRow {
+            s,
+            t,
+            b,
+            c: merge::base_checksum(b),
+        }
+    }
+}
+
+/// A `json` parameter serialized straight from borrowed values.
+fn json_text<T: serde::Serialize>(v: &T) -> pgrx::datum::JsonString {
+    pgrx::datum::JsonString(serde_json::to_string(v).expect("serializable"))
+}
+
 /// UPDATE rows (key, ctid when read, column -> value) only where the row is still the
 /// version the run read: a row someone changed since (or is changing: the UPDATE waits
 /// for them and then re-checks) is left alone. Returns the keys not written.
-fn update_guarded(e: &Endpoint, rows: Vec<(String, Option<String>, Row)>) -> Vec<String> {
+fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&str>, &Row)]) -> Vec<String> {
     let mut missed = Vec::new();
     // one statement per set of columns written
-    let mut groups: HashMap<Vec<String>, Vec<(String, String, Row)>> = HashMap::new();
-    for (key, ctid, vals) in rows {
+    let mut groups: HashMap<Vec<&str>, Vec<(&str, &str, &Row)>> = HashMap::new();
+    for &(key, ctid, vals) in rows {
         match ctid {
             Some(ctid) if !vals.is_empty() => groups
-                .entry(vals.keys().cloned().collect())
+                .entry(vals.keys().map(String::as_str).collect())
                 .or_default()
                 .push((key, ctid, vals)),
             Some(_) => {}
-            None => missed.push(key),
+            None => missed.push(key.to_string()),
         }
     }
     for (cols, rows) in groups {
+        let cols: Vec<String> = cols.into_iter().map(String::from).collect();
         let defs = cols
             .iter()
             .map(|c| {
@@ -1225,33 +1260,30 @@ fn update_guarded(e: &Endpoint, rows: Vec<(String, Option<String>, Row)>) -> Vec
             ck = crate::capture::quote_ident(CTID_KEY),
             k = key_text(e, "t"),
         );
-        let keys: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-        let arr: Vec<Value> = rows
-            .into_iter()
-            .map(|(_, ctid, mut vals)| {
-                vals.insert(CTID_KEY.into(), Value::String(ctid));
-                Value::Object(vals)
-            })
-            .collect();
-        let done = written_keys(&sql, &[pgrx::Json(Value::Array(arr)).into()]);
-        missed.extend(keys.into_iter().filter(|k| !done.contains(k)));
+        let arr: Vec<CtidRow> = rows.iter().map(|r| CtidRow(r.1, r.2)).collect();
+        let done = written_keys(&sql, &[json_text(&arr).into()]);
+        missed.extend(
+            rows.iter()
+                .filter(|r| !done.contains(r.0))
+                .map(|r| r.0.to_string()),
+        );
     }
     missed
 }
 
 /// DELETE rows (key, ctid when read) that are still the version the run read; returns
 /// the keys not deleted.
-fn delete_guarded(e: &Endpoint, rows: Vec<(String, Option<String>)>) -> Vec<String> {
+fn delete_guarded(e: &Endpoint, rows: &[(&str, Option<&str>)]) -> Vec<String> {
     let mut missed = Vec::new();
     let mut keys = Vec::new();
     let mut ctids = Vec::new();
-    for (key, ctid) in rows {
+    for &(key, ctid) in rows {
         match ctid {
             Some(c) => {
                 keys.push(key);
-                ctids.push(c);
+                ctids.push(c.to_string());
             }
-            None => missed.push(key),
+            None => missed.push(key.to_string()),
         }
     }
     if !ctids.is_empty() {
@@ -1261,7 +1293,11 @@ fn delete_guarded(e: &Endpoint, rows: Vec<(String, Option<String>)>) -> Vec<Stri
             k = key_text(e, "t"),
         );
         let done = written_keys(&sql, &[ctids.into()]);
-        missed.extend(keys.into_iter().filter(|k| !done.contains(k)));
+        missed.extend(
+            keys.into_iter()
+                .filter(|k| !done.contains(*k))
+                .map(String::from),
+        );
     }
     missed
 }
