@@ -70,10 +70,10 @@ struct Op {
     target_id: Option<String>,
     /// (source id, target id) of the link before this run
     old_link: Option<(String, String)>,
-    /// where each side's row was when it was read: writes are guarded by it, so a
+    /// the version of each side's row the run read: writes are guarded by it, so a
     /// row changed by someone else since is never overwritten
-    source_ctid: Option<String>,
-    target_ctid: Option<String>,
+    source_version: Option<Version>,
+    target_version: Option<Version>,
     target_write: Option<Write>,
     source_write: Option<Write>,
     link: LinkAction,
@@ -354,8 +354,17 @@ pub(crate) fn jsonb_arg(v: Value) -> JsonB {
 /// A row as read by a run: where it was (its ctid, which guards the write-back) and
 /// the columns the mapping uses.
 pub(crate) struct ReadRow {
-    ctid: String,
+    version: Version,
     row: Row,
+}
+
+/// Which version of a row a run read: its ctid (to find it fast) and xmin (to be sure
+/// it is still that version: a TID scan does not re-check its ctid after waiting for a
+/// concurrent writer, a filter on xmin is re-checked).
+#[derive(Clone)]
+pub(crate) struct Version {
+    ctid: String,
+    xmin: String,
 }
 
 /// Current rows by key, only the columns in `cols`, without locking them: each write
@@ -381,7 +390,7 @@ fn read_rows(e: &Endpoint, ids: &[String], cols: &[String]) -> HashMap<String, R
     // keeps the planner from turning it into a join over the whole table)
     let sql = format!(
         "SELECT x.* FROM unnest($1::text[]::{kt}[]) AS w(id),
-                LATERAL (SELECT {k}, t.ctid::text, {json} FROM {table} t WHERE t.{kc} = w.id OFFSET 0) x",
+                LATERAL (SELECT {k}, t.ctid::text, t.xmin::text, {json} FROM {table} t WHERE t.{kc} = w.id OFFSET 0) x",
         k = key_text(e, "t"),
         table = e.table,
         kc = crate::capture::quote_ident(&e.key_column),
@@ -395,8 +404,15 @@ fn read_rows(e: &Endpoint, ids: &[String], cols: &[String]) -> HashMap<String, R
             t.filter_map(|r| {
                 let k = r.get::<String>(1).ok().flatten()?;
                 let ctid = r.get::<String>(2).ok().flatten()?;
-                match r.get::<pgrx::Json>(3).ok().flatten() {
-                    Some(pgrx::Json(Value::Object(row))) => Some((k, ReadRow { ctid, row })),
+                let xmin = r.get::<String>(3).ok().flatten()?;
+                match r.get::<pgrx::Json>(4).ok().flatten() {
+                    Some(pgrx::Json(Value::Object(row))) => Some((
+                        k,
+                        ReadRow {
+                            version: Version { ctid, xmin },
+                            row,
+                        },
+                    )),
                     _ => None,
                 }
             })
@@ -575,7 +591,7 @@ impl<'a> Run<'a> {
             .collect::<Vec<_>>()
             .join(" AND ");
         let sql = format!(
-            "SELECT (x.v->>'__n')::int, {tk}, to_jsonb(t), t.ctid::text
+            "SELECT (x.v->>'__n')::int, {tk}, to_jsonb(t), t.ctid::text, t.xmin::text
                FROM jsonb_array_elements($1) x(v)
                CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, x.v) m
                JOIN {table} t ON {cond}
@@ -599,8 +615,16 @@ impl<'a> Run<'a> {
                     let n = r.get::<i32>(1).ok().flatten()?;
                     let k = r.get::<String>(2).ok().flatten()?;
                     let ctid = r.get::<String>(4).ok().flatten()?;
+                    let xmin = r.get::<String>(5).ok().flatten()?;
                     match r.get::<JsonB>(3).ok().flatten() {
-                        Some(JsonB(Value::Object(row))) => Some((n, k, ReadRow { ctid, row })),
+                        Some(JsonB(Value::Object(row))) => Some((
+                            n,
+                            k,
+                            ReadRow {
+                                version: Version { ctid, xmin },
+                                row,
+                            },
+                        )),
                         _ => None,
                     }
                 })
@@ -842,8 +866,8 @@ impl<'a> Run<'a> {
             source_id,
             target_id,
             old_link,
-            source_ctid: source_read.map(|r| r.ctid.clone()),
-            target_ctid: target_read.map(|r| r.ctid.clone()),
+            source_version: source_read.map(|r| r.version.clone()),
+            target_version: target_read.map(|r| r.version.clone()),
             target_write: plan.target,
             source_write,
             link: plan.link,
@@ -881,9 +905,7 @@ impl<'a> Run<'a> {
                     _ => None,
                 }
             };
-            let idx: Vec<usize> = (0..ops.len())
-                .filter(|&i| write(i).is_some())
-                .collect();
+            let idx: Vec<usize> = (0..ops.len()).filter(|&i| write(i).is_some()).collect();
             if idx.is_empty() {
                 continue;
             }
@@ -923,19 +945,17 @@ impl<'a> Run<'a> {
             } else {
                 &cfg.source
             };
-            let mut updates: Vec<(&str, Option<&str>, &Row)> = Vec::new();
-            let mut deletes: Vec<(&str, Option<&str>)> = Vec::new();
+            let mut updates: Vec<(&str, Option<&Version>, &Row)> = Vec::new();
+            let mut deletes: Vec<(&str, Option<&Version>)> = Vec::new();
             for (o, (sid, tid)) in ops.iter().zip(&ids) {
-                let (w, id, ctid) = if side_is_target {
-                    (&o.target_write, tid, &o.target_ctid)
+                let (w, id, ver) = if side_is_target {
+                    (&o.target_write, tid, &o.target_version)
                 } else {
-                    (&o.source_write, sid, &o.source_ctid)
+                    (&o.source_write, sid, &o.source_version)
                 };
                 match (w, id) {
-                    (Some(Write::Update(v)), Some(id)) => {
-                        updates.push((id, ctid.as_deref(), v))
-                    }
-                    (Some(Write::Delete), Some(id)) => deletes.push((id, ctid.as_deref())),
+                    (Some(Write::Update(v)), Some(id)) => updates.push((id, ver.as_ref(), v)),
+                    (Some(Write::Delete), Some(id)) => deletes.push((id, ver.as_ref())),
                     _ => {}
                 }
             }
@@ -1168,25 +1188,30 @@ pub(crate) fn update_rows(e: &Endpoint, rows: serde_json::Map<String, Value>) {
     db::run(&sql, &[jsonb_arg(Value::Object(rows)).into(), keys.into()]);
 }
 
-/// Column name carrying each row's ctid in a guarded write's JSON.
+/// Columns carrying each row's version in a guarded write's JSON.
 const CTID_KEY: &str = "__sync_engine_ctid";
+const XMIN_KEY: &str = "__sync_engine_xmin";
 
 /// Keys as the statement returned them: what was really written.
 fn written_keys(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> HashSet<String> {
     Spi::connect_mut(|c| {
         let t = c.update(sql, None, args).unwrap_or_else(|e| spi_fail(e));
-        db::scoped(|| t.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+        db::scoped(|| {
+            t.filter_map(|r| r.get::<String>(1).ok().flatten())
+                .collect()
+        })
     })
 }
 
-/// A row for a guarded UPDATE, serialized as its values plus its ctid.
-struct CtidRow<'a>(&'a str, &'a Row);
+/// A row for a guarded UPDATE, serialized as its values plus the version read.
+struct VersionedRow<'a>(&'a Version, &'a Row);
 
-impl serde::Serialize for CtidRow<'_> {
+impl serde::Serialize for VersionedRow<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.1.len() + 1))?;
-        m.serialize_entry(CTID_KEY, self.0)?;
+        let mut m = s.serialize_map(Some(self.1.len() + 2))?;
+        m.serialize_entry(CTID_KEY, &self.0.ctid)?;
+        m.serialize_entry(XMIN_KEY, &self.0.xmin)?;
         for (k, v) in self.1 {
             m.serialize_entry(k, v)?;
         }
@@ -1222,16 +1247,16 @@ fn json_text<T: serde::Serialize>(v: &T) -> pgrx::datum::JsonString {
 /// UPDATE rows (key, ctid when read, column -> value) only where the row is still the
 /// version the run read: a row someone changed since (or is changing: the UPDATE waits
 /// for them and then re-checks) is left alone. Returns the keys not written.
-fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&str>, &Row)]) -> Vec<String> {
+fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>, &Row)]) -> Vec<String> {
     let mut missed = Vec::new();
     // one statement per set of columns written
-    let mut groups: HashMap<Vec<&str>, Vec<(&str, &str, &Row)>> = HashMap::new();
-    for &(key, ctid, vals) in rows {
-        match ctid {
-            Some(ctid) if !vals.is_empty() => groups
+    let mut groups: HashMap<Vec<&str>, Vec<(&str, &Version, &Row)>> = HashMap::new();
+    for &(key, ver, vals) in rows {
+        match ver {
+            Some(ver) if !vals.is_empty() => groups
                 .entry(vals.keys().map(String::as_str).collect())
                 .or_default()
-                .push((key, ctid, vals)),
+                .push((key, ver, vals)),
             Some(_) => {}
             None => missed.push(key.to_string()),
         }
@@ -1251,16 +1276,17 @@ fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&str>, &Row)]) -> Vec<Stri
             .join(", ");
         let sql = format!(
             "UPDATE {table} t SET ({cols}) = ROW({rcols})
-               FROM json_to_recordset($1) AS r({ck} tid, {defs})
-              WHERE t.ctid = r.{ck}
+               FROM json_to_recordset($1) AS r({ck} tid, {xk} xid, {defs})
+              WHERE t.ctid = r.{ck} AND t.xmin = r.{xk}
              RETURNING {k}",
             table = e.table,
             cols = col_list(&cols, ""),
             rcols = col_list(&cols, "r."),
             ck = crate::capture::quote_ident(CTID_KEY),
+            xk = crate::capture::quote_ident(XMIN_KEY),
             k = key_text(e, "t"),
         );
-        let arr: Vec<CtidRow> = rows.iter().map(|r| CtidRow(r.1, r.2)).collect();
+        let arr: Vec<VersionedRow> = rows.iter().map(|r| VersionedRow(r.1, r.2)).collect();
         let done = written_keys(&sql, &[json_text(&arr).into()]);
         missed.extend(
             rows.iter()
@@ -1273,26 +1299,30 @@ fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&str>, &Row)]) -> Vec<Stri
 
 /// DELETE rows (key, ctid when read) that are still the version the run read; returns
 /// the keys not deleted.
-fn delete_guarded(e: &Endpoint, rows: &[(&str, Option<&str>)]) -> Vec<String> {
+fn delete_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>)]) -> Vec<String> {
     let mut missed = Vec::new();
     let mut keys = Vec::new();
     let mut ctids = Vec::new();
-    for &(key, ctid) in rows {
-        match ctid {
-            Some(c) => {
+    let mut xmins = Vec::new();
+    for &(key, ver) in rows {
+        match ver {
+            Some(v) => {
                 keys.push(key);
-                ctids.push(c.to_string());
+                ctids.push(v.ctid.clone());
+                xmins.push(v.xmin.clone());
             }
             None => missed.push(key.to_string()),
         }
     }
     if !ctids.is_empty() {
         let sql = format!(
-            "DELETE FROM {table} t WHERE t.ctid = ANY($1::tid[]) RETURNING {k}",
+            "DELETE FROM {table} t USING unnest($1::tid[], $2::text[]::xid[]) AS r(c, x)
+              WHERE t.ctid = r.c AND t.xmin = r.x
+             RETURNING {k}",
             table = e.table,
             k = key_text(e, "t"),
         );
-        let done = written_keys(&sql, &[ctids.into()]);
+        let done = written_keys(&sql, &[ctids.into(), xmins.into()]);
         missed.extend(
             keys.into_iter()
                 .filter(|k| !done.contains(*k))

@@ -498,6 +498,67 @@ pub mod tests {
     }
 
     #[test]
+    fn a_row_changed_while_a_run_writes_it_is_not_overwritten() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "e_race", "latest_wins", "bidirectional", "NULL");
+        db.exec(
+            "INSERT INTO e_race.crm (full_name, phone) VALUES ('Ann Lee', '1'), ('Bob Ray', '2')",
+        );
+        db.sync(c);
+        db.exec("UPDATE e_race.crm SET full_name = 'Ann Smith', phone = '11' WHERE id = 1");
+        db.exec("UPDATE e_race.crm SET phone = '22' WHERE id = 2");
+        // another session is in the middle of changing Ann's mirror row
+        let mut other = Db::new();
+        other.exec("BEGIN; UPDATE e_race.hub SET email = 'ann@hub.io' WHERE id = 'hs-1000'");
+        let run = std::thread::spawn(move || {
+            let r = db.sync(c);
+            (db, r)
+        });
+        // the run reads Ann's row, then its write waits for the other session
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        other.exec("COMMIT");
+        let (mut db, r) = run.join().unwrap();
+        assert_eq!(
+            counts(&r),
+            json!([0, 1, 0, 0, 1]),
+            "Bob synced, Ann deferred: {r}"
+        );
+        let e = db.json(&format!(
+            "SELECT target_id, message FROM sync_errors WHERE config_id = {c} AND NOT resolved"
+        ));
+        assert_eq!(e["target_id"], "hs-1000", "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("changed in another transaction"),
+            "{e}"
+        );
+        assert_eq!(
+            db.json(
+                "SELECT firstname, lastname, phone, email FROM e_race.hub WHERE id = 'hs-1000'"
+            ),
+            json!({"firstname": "Ann", "lastname": "Lee", "phone": "1", "email": "ann@hub.io"}),
+            "the other session's write is not overwritten"
+        );
+        // the next run merges both edits
+        let r = db.sync(c);
+        assert_eq!(r["errors"], 0, "{r}");
+        assert_eq!(
+            db.json(
+                "SELECT firstname, lastname, phone, email FROM e_race.hub WHERE id = 'hs-1000'"
+            ),
+            json!({"firstname": "Ann", "lastname": "Smith", "phone": "11", "email": "ann@hub.io"})
+        );
+        assert_eq!(
+            db.json("SELECT full_name, phone, email FROM e_race.crm WHERE id = 1"),
+            json!({"full_name": "Ann Smith", "phone": "11", "email": "ann@hub.io"})
+        );
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 0, 0, 0, 0]), "{r}");
+    }
+
+    #[test]
     fn concurrent_runs_of_one_config_never_overlap() {
         let mut db = Db::new();
         let c = crm_hub(&mut db, "e_lock", "latest_wins", "bidirectional", "NULL");
