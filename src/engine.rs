@@ -172,9 +172,15 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
     } else {
         work_sql(&cfg, &schema, &window)
     };
-    // the work list hashes and sorts one row per changed entity: give it room
+    // the work list hashes and sorts one row per changed entity: give it at least
+    // 16 MB (a few of its nodes may each use that much, and keep it while the cursor
+    // is open, which is what bounds the run's memory)
     let prev_work_mem = db::one::<String>("SELECT current_setting('work_mem')", &[]);
-    db::run("SELECT set_config('work_mem', '64MB', true)", &[]);
+    db::run(
+        "SELECT set_config('work_mem', '16MB', true)
+          WHERE pg_size_bytes(current_setting('work_mem')) < 16 * 1024 * 1024",
+        &[],
+    );
     Spi::connect(|client| {
         let mut cursor = client
             .try_open_cursor(&work_sql, &[cfg.id.into(), cfg.origin().into()])
