@@ -402,9 +402,15 @@ fn read_rows(e: &Endpoint, ids: &[String], cols: &[String]) -> HashMap<String, R
         kc = crate::capture::quote_ident(&e.key_column),
         kt = e.key_type,
     );
+    keyed_rows(&sql, ids)
+}
+
+/// Run `sql` (columns: key text, ctid text, xmin text, row json; `$1` = the keys)
+/// and return its rows by key.
+fn keyed_rows(sql: &str, ids: &[String]) -> HashMap<String, ReadRow> {
     Spi::connect(|c| {
         let t = c
-            .select(&sql, None, &[ids.to_vec().into()])
+            .select(sql, None, &[ids.to_vec().into()])
             .unwrap_or_else(|e| spi_fail(e));
         db::scoped(|| {
             t.filter_map(|r| {
@@ -427,33 +433,24 @@ fn read_rows(e: &Endpoint, ids: &[String], cols: &[String]) -> HashMap<String, R
     })
 }
 
-/// Current rows by key, locked against concurrent writers until the run commits.
+/// Current rows by key (all columns), locked against concurrent writers until the
+/// transaction commits.
 pub(crate) fn load_rows(e: &Endpoint, ids: &[String]) -> HashMap<String, Row> {
     if ids.is_empty() {
         return HashMap::new();
     }
     let sql = format!(
-        "SELECT {k}, to_jsonb(t) FROM {table} t WHERE t.{kc} = ANY($1::text[]::{kt}[]) FOR NO KEY UPDATE OF t",
+        "SELECT {k}, t.ctid::text, t.xmin::text, to_jsonb(t)::json FROM {table} t
+          WHERE t.{kc} = ANY($1::text[]::{kt}[]) FOR NO KEY UPDATE OF t",
         k = key_text(e, "t"),
         table = e.table,
         kc = crate::capture::quote_ident(&e.key_column),
         kt = e.key_type,
     );
-    Spi::connect(|c| {
-        let t = c
-            .select(&sql, None, &[ids.to_vec().into()])
-            .unwrap_or_else(|e| spi_fail(e));
-        db::scoped(|| {
-            t.filter_map(|r| {
-                let k = r.get::<String>(1).ok().flatten()?;
-                match r.get::<JsonB>(2).ok().flatten() {
-                    Some(JsonB(Value::Object(m))) => Some((k, m)),
-                    _ => None,
-                }
-            })
-            .collect()
-        })
-    })
+    keyed_rows(&sql, ids)
+        .into_iter()
+        .map(|(k, r)| (k, r.row))
+        .collect()
 }
 
 impl<'a> Run<'a> {
