@@ -27,6 +27,9 @@ struct Col {
 
 struct RelInfo {
     cols: Vec<Col>,
+    /// per column: its JSON kind, and false when dropped (what rowjson::Cols needs)
+    kinds: Vec<ColKind>,
+    live: Vec<bool>,
     /// column order sorted by name, for the canonical checksum form
     sorted: Vec<usize>,
 }
@@ -107,7 +110,12 @@ unsafe fn build_info(tupdesc: pg_sys::TupleDesc) -> RelInfo {
     }
     let mut sorted: Vec<usize> = (0..natts).filter(|&i| !cols[i].dropped).collect();
     sorted.sort_by(|&a, &b| cols[a].name.cmp(&cols[b].name));
-    RelInfo { cols, sorted }
+    RelInfo {
+        kinds: cols.iter().map(|c| c.kind).collect(),
+        live: cols.iter().map(|c| !c.dropped).collect(),
+        cols,
+        sorted,
+    }
 }
 
 fn kind_of(typid: pg_sys::Oid) -> ColKind {
@@ -194,12 +202,8 @@ const INSERT_SQL: &str = "INSERT INTO {schema}.change_log \
 unsafe fn log_rel(schema: &str) -> Option<LogRel> {
     if let Some(cached) = LOGREL.with(|l| l.borrow().clone()) {
         match cached {
-            Some(l)
-                if l.schema == schema
-                    && pg_sys::get_rel_relkind(l.relid) == pg_sys::RELKIND_RELATION as i8 =>
-            {
-                return Some(l)
-            }
+            // insert_direct notices a change_log that is gone and forgets it
+            Some(l) if l.schema == schema => return Some(l),
             None => return None,
             _ => {}
         }
@@ -327,7 +331,12 @@ unsafe fn plain_indexes(
 /// this path handles; the caller then goes through SPI.
 unsafe fn insert_direct(log: &LogRel, ch: &Change) -> bool {
     let (system, entity_type, entity_id, operation, fields, origin, checksum) = ch.parts();
-    let rel = pg_sys::table_open(log.relid, pg_sys::RowExclusiveLock as i32);
+    let rel = pg_sys::try_table_open(log.relid, pg_sys::RowExclusiveLock as i32);
+    if rel.is_null() {
+        // dropped (e.g. the extension was re-created): look it up again next time
+        LOGREL.with(|l| *l.borrow_mut() = None);
+        return false;
+    }
     let indexes = if plain_shape(rel) {
         plain_indexes(rel)
     } else {
@@ -483,13 +492,9 @@ pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-unsafe fn trigger_args(trigger: &pg_sys::Trigger) -> Vec<String> {
+unsafe fn trigger_args(trigger: &pg_sys::Trigger) -> Vec<std::borrow::Cow<'_, str>> {
     (0..trigger.tgnargs as usize)
-        .map(|i| {
-            CStr::from_ptr(*trigger.tgargs.add(i))
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|i| CStr::from_ptr(*trigger.tgargs.add(i)).to_string_lossy())
         .collect()
 }
 
@@ -548,9 +553,7 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
             });
         let origin = guc::origin();
         let names: Vec<&str> = info.cols.iter().map(|c| c.name.as_str()).collect();
-        let kinds: Vec<ColKind> = info.cols.iter().map(|c| c.kind).collect();
-        let live: Vec<bool> = info.cols.iter().map(|c| !c.dropped).collect();
-        let cols = rowjson::Cols { names: &names, kinds: &kinds, live: &live, sorted: &info.sorted };
+        let cols = rowjson::Cols { names: &names, kinds: &info.kinds, live: &info.live, sorted: &info.sorted };
 
         let key_of = |vals: &[ColValue]| -> String {
             vals[key_idx].clone().unwrap_or_else(|| {

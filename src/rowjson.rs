@@ -39,6 +39,12 @@ pub struct ChangeRecord {
 
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    // most values need no escaping: copy them whole
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for ch in s.chars() {
         match ch {
             '"' => out.push_str("\\\""),
@@ -118,7 +124,18 @@ pub fn checksum(cols: &Cols, vals: &[ColValue]) -> String {
         push_value(&mut s, cols.kinds[i], &vals[i]);
     }
     s.push('}');
-    hex::encode(Sha256::digest(s.as_bytes()))
+    to_hex(&Sha256::digest(s.as_bytes()))
+}
+
+/// Lowercase hex of bytes (what `hex::encode` gives, without a char per step).
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
 }
 
 fn fields_json(
