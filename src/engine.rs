@@ -16,7 +16,6 @@ use pgrx::{JsonB, PgMemoryContexts};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
-const BATCH: i64 = 5000;
 /// Advisory lock class for "a run of config N is in progress".
 pub const LOCK_CLASS: i32 = 0x5359_4e43; // 'SYNC'
 
@@ -187,6 +186,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
             .unwrap_or_else(|e| spi_fail(e));
         // the work list is sorted by pair; rows of one pair are folded together, and
         // the last pair of a fetch waits for the next one, which may continue it
+        let batch = i64::from(crate::guc::BATCH_SIZE.get());
         let mut carry: Option<Item> = None;
         let mut first = true;
         loop {
@@ -195,7 +195,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
             let mut cx = PgMemoryContexts::new("sync_engine batch");
             let rows: Vec<Item> = unsafe {
                 cx.switch_to(|_| {
-                    let t = cursor.fetch(BATCH).unwrap_or_else(|e| spi_fail(e));
+                    let t = cursor.fetch(batch).unwrap_or_else(|e| spi_fail(e));
                     let rows = crate::db::scoped(|| {
                         t.map(|r| Item {
                             source_id: r.get::<String>(1).ok().flatten(),
@@ -222,7 +222,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
                     &[prev_work_mem.clone().unwrap_or_else(|| "4MB".into()).into()],
                 );
             }
-            let exhausted = rows.len() < BATCH as usize;
+            let exhausted = rows.len() < batch as usize;
             let mut items: Vec<Item> = Vec::with_capacity(rows.len() + 1);
             items.extend(carry.take());
             for it in rows {
@@ -798,6 +798,9 @@ impl<'a> Run<'a> {
                     match subxact::run(|| self.apply(std::slice::from_ref(op))) {
                         Ok(st) => self.add(st),
                         Err(e) => {
+                            // its target (maybe just matched) waits for the retry of
+                            // this pair: a later batch must not treat it as unlinked
+                            self.linked_targets.extend(t.clone());
                             self.record_error(s.as_deref(), t.as_deref(), &e.sqlstate, &e.message)
                         }
                     }

@@ -19,6 +19,8 @@ pub static LOG_RETENTION_HOURS: GucSetting<i32> = GucSetting::<i32>::new(168);
 pub static RUNS_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 /// Rows deleted per pruning transaction.
 pub static PRUNE_BATCH: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// Entity pairs a run reads, merges and writes at a time.
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -78,6 +80,16 @@ pub fn init() {
         1,
         3650,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sync_engine.batch_size",
+        c"Entity pairs sync_execute reads, merges and writes at a time.",
+        c"Bigger batches mean fewer statements and more memory per batch.",
+        &BATCH_SIZE,
+        1,
+        100_000,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -13,6 +13,7 @@ use pgrx::bgworkers::*;
 use pgrx::prelude::*;
 use pgrx::PgTryBuilder;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const WORKER_NAME: &str = "sync_engine scheduler";
@@ -63,6 +64,18 @@ fn report(what: &str, e: &SubxactError) {
     );
 }
 
+/// Set once SIGTERM has arrived. pgrx's own flag is reset by every look at it, so a
+/// look between two runs would otherwise swallow the signal and the worker would keep
+/// going (and block a fast shutdown).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+fn stopping() -> bool {
+    if BackgroundWorker::sigterm_received() {
+        STOPPING.store(true, Ordering::SeqCst);
+    }
+    STOPPING.load(Ordering::SeqCst)
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn sync_engine_worker_main(_arg: pg_sys::Datum) {
@@ -97,8 +110,11 @@ pub extern "C-unwind" fn sync_engine_worker_main(_arg: pg_sys::Datum) {
                 Err(e) => report("looking for the extension", &e),
             }
         }
+        if stopping() {
+            break;
+        }
         let nap = Duration::from_secs(guc::NAPTIME.get().max(1) as u64);
-        if !BackgroundWorker::wait_latch(Some(nap)) {
+        if !BackgroundWorker::wait_latch(Some(nap)) || stopping() {
             break;
         }
     }
@@ -151,7 +167,7 @@ fn run_due(schema: &str) {
         Err(e) => return report("listing due configs", &e),
     };
     for id in due {
-        if BackgroundWorker::sigterm_received() {
+        if stopping() {
             return;
         }
         run_one(schema, id);
@@ -279,6 +295,9 @@ fn prune(schema: &str) {
     ];
     for sql in steps {
         for _ in 0..100 {
+            if stopping() {
+                return;
+            }
             match in_txn(|| delete_batch(&sql)) {
                 Ok(n) if n == batch => continue,
                 Ok(_) => break,

@@ -400,6 +400,55 @@ pub mod tests {
     }
 
     #[test]
+    fn a_matched_pair_that_fails_is_not_duplicated_by_a_later_batch() {
+        let mut db = Db::new();
+        let c = crm_hub(
+            &mut db,
+            "e_mfail",
+            "source_wins",
+            "bidirectional",
+            "ARRAY['email']",
+        );
+        db.exec(
+            "INSERT INTO e_mfail.crm (full_name, email, phone)
+               SELECT 'Person ' || g, 'p' || g || '@x.io', CASE WHEN g = 7 THEN '1234567890' ELSE '555-' || g END
+                 FROM generate_series(1, 100) g;
+             INSERT INTO e_mfail.hub (firstname, lastname, email, phone)
+               SELECT 'Person', g::text, 'p' || g || '@x.io', '555-' || g FROM generate_series(1, 100) g;
+             ALTER TABLE e_mfail.hub ADD CONSTRAINT short_phone CHECK (length(phone) < 9);
+             SET sync_engine.batch_size = 30;",
+        );
+        // row 7 matches, but its phone cannot be written to the mirror; the mirror
+        // row comes again as an unlinked target in a later batch
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 0, 0, 0, 1]), "{r}");
+        assert_eq!(
+            db.json("SELECT count(*) AS n FROM e_mfail.crm")["n"],
+            100,
+            "no duplicate of row 7"
+        );
+        assert_eq!(db.json("SELECT count(*) AS n FROM e_mfail.hub")["n"], 100);
+        db.exec("ALTER TABLE e_mfail.hub DROP CONSTRAINT short_phone");
+        let r = db.sync(c);
+        assert_eq!(
+            counts(&r),
+            json!([0, 1, 0, 1, 0]),
+            "the retry links it (its phone differs: a conflict source_wins decides) and updates it: {r}"
+        );
+        assert_eq!(
+            db.json("SELECT phone FROM e_mfail.hub WHERE email = 'p7@x.io'")["phone"],
+            "1234567890"
+        );
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_links WHERE config_id = {c}"
+            ))["n"],
+            100
+        );
+        assert_eq!(db.json("SELECT count(*) AS n FROM e_mfail.crm")["n"], 100);
+    }
+
+    #[test]
     fn one_way_configs_respect_their_direction() {
         let mut db = Db::new();
         let c = crm_hub(

@@ -359,9 +359,49 @@ mod crash {
         c.batch_execute("INSERT INTO a (v) VALUES ('after the crash')")
             .unwrap();
         assert_eq!(
-            wait("SELECT count(*) FROM b", "2"),
-            "2",
+            wait("SELECT count(*) FROM b", "3"),
+            "3",
             "and keeps syncing"
         );
+
+        // a fast shutdown while the worker is busy with due configs: it finishes the
+        // run in progress and exits (it used to lose the SIGTERM between two runs and
+        // keep going, so the shutdown never completed)
+        c.batch_execute(
+            "CREATE TABLE c (id serial PRIMARY KEY, v text);
+             CREATE TABLE d (id serial PRIMARY KEY, v text);
+             SELECT sync_register_table('c', 'x', 'c'), sync_register_table('d', 'x', 'd');
+             INSERT INTO a (v) SELECT 'bulk ' || g FROM generate_series(1, 30000) g;
+             INSERT INTO c (v) SELECT 'bulk ' || g FROM generate_series(1, 30000) g;
+             SELECT sync_create_config('cd', 'c', 'd', 'x', sync_interval => '1 second');",
+        )
+        .unwrap();
+        drop(c);
+        assert_eq!(
+            wait(
+                "SELECT count(*) FROM sync_runs WHERE status = 'running'",
+                "1"
+            ),
+            "1",
+            "a run is in progress"
+        );
+        let started = Instant::now();
+        let out = as_postgres(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            DIR,
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "stop",
+        ]);
+        assert!(
+            out.status.success(),
+            "the server stops: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 }
