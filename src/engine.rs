@@ -18,6 +18,8 @@ use std::collections::{HashMap, HashSet};
 
 /// Advisory lock class for "a run of config N is in progress".
 pub const LOCK_CLASS: i32 = 0x5359_4e43; // 'SYNC'
+/// Change records per entity and side the work list carries for per-field times.
+const CHANGE_TIDS: i64 = 64;
 
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -39,8 +41,11 @@ struct Item {
     source_last: Option<i64>,
     target_last: Option<i64>,
     /// the pair's change records (ctids), fetched for per-field times when both
-    /// sides changed and the strategy compares times
+    /// sides changed and the strategy compares times; at most CHANGE_TIDS per side
     change_tids: Vec<String>,
+    /// false when a side had more change records than that (then the times are read
+    /// by scanning the window for the entity)
+    change_tids_complete: bool,
     /// the link's base when the pair is linked (then both ids are set)
     base: Option<Row>,
 }
@@ -56,6 +61,7 @@ impl Item {
         self.source_last = self.source_last.max(o.source_last);
         self.target_last = self.target_last.max(o.target_last);
         self.change_tids.extend(o.change_tids);
+        self.change_tids_complete &= o.change_tids_complete;
         if self.base.is_none() {
             self.base = o.base;
         }
@@ -88,6 +94,8 @@ struct Run<'a> {
     source_cols: Vec<String>,
     stats: Stats,
     linked_targets: HashSet<String>,
+    /// this run's change_log window (alias c); None for an initial load
+    window_pred: Option<String>,
     /// microseconds spent loading rows, up to the merge's end, applying (DEBUG1 log)
     timing: [u128; 3],
 }
@@ -164,6 +172,10 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
         source_cols: cfg.mapping.source_columns(),
         stats: Stats::default(),
         linked_targets: HashSet::new(),
+        window_pred: cfg
+            .position
+            .is_some()
+            .then(|| changes::window_predicate(&window, "c")),
         timing: [0; 3],
     };
     let work_sql = if cfg.position.is_none() {
@@ -203,6 +215,11 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
                             source_last: r.get::<i64>(3).ok().flatten(),
                             target_last: r.get::<i64>(4).ok().flatten(),
                             change_tids: r.get::<Vec<String>>(5).ok().flatten().unwrap_or_default(),
+                            change_tids_complete: r
+                                .get::<i64>(7)
+                                .ok()
+                                .flatten()
+                                .is_none_or(|n| n <= CHANGE_TIDS),
                             base: match r.get::<pgrx::Json>(6).ok().flatten() {
                                 Some(pgrx::Json(Value::Object(m))) => Some(m),
                                 _ => None,
@@ -291,7 +308,7 @@ fn key_text(e: &Endpoint, alias: &str) -> String {
 fn initial_work_sql(cfg: &Config, schema: &str) -> String {
     let (s, t) = (&cfg.source, &cfg.target);
     format!(
-        "SELECT w.s_id, w.t_id, NULL::bigint, NULL::bigint, NULL::text[], b.base::json FROM (
+        "SELECT w.s_id, w.t_id, NULL::bigint, NULL::bigint, NULL::text[], b.base::json, NULL::bigint FROM (
             SELECT {sk} AS s_id, l.target_id AS t_id FROM {st} s
               LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = {sk}
             UNION
@@ -317,31 +334,32 @@ fn work_sql(cfg: &Config, schema: &str, w: &crate::cursor::Window) -> String {
     let lit = crate::quote_literal;
     let (s, t) = (&cfg.source, &cfg.target);
     let tids = if cfg.strategy == merge::Strategy::LatestWins {
-        "array_agg(c.ctid::text)"
+        format!("(array_agg(c.ctid::text))[1:{CHANGE_TIDS}]")
     } else {
-        "NULL::text[]"
+        "NULL::text[]".to_string()
     };
     format!(
         "WITH ch AS MATERIALIZED (
             SELECT (c.system = {ss} AND c.entity_type = {se}) AS is_src, c.entity_id,
-                   (extract(epoch FROM max(c.changed_at)) * 1000000)::bigint AS last, {tids} AS tids
+                   (extract(epoch FROM max(c.changed_at)) * 1000000)::bigint AS last, {tids} AS tids,
+                   count(*) AS n
               FROM {schema}.change_log c
              WHERE {pred}
                AND ((c.system = {ss} AND c.entity_type = {se}) OR (c.system = {ts} AND c.entity_type = {te}))
                AND c.origin IS DISTINCT FROM $2
              GROUP BY 1, 2
          ), ids AS (
-            SELECT is_src, entity_id, last, tids FROM ch
-            UNION ALL SELECT true, source_id, NULL, NULL FROM {schema}.sync_errors
+            SELECT is_src, entity_id, last, tids, n FROM ch
+            UNION ALL SELECT true, source_id, NULL, NULL, NULL FROM {schema}.sync_errors
                    WHERE config_id = $1 AND NOT resolved AND source_id IS NOT NULL
-            UNION ALL SELECT false, target_id, NULL, NULL FROM {schema}.sync_errors
+            UNION ALL SELECT false, target_id, NULL, NULL, NULL FROM {schema}.sync_errors
                    WHERE config_id = $1 AND NOT resolved AND target_id IS NOT NULL
          )
-         SELECT i.entity_id, l.target_id, i.last, NULL::bigint, i.tids, l.base::json
+         SELECT i.entity_id, l.target_id, i.last, NULL::bigint, i.tids, l.base::json, i.n
            FROM ids i LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = i.entity_id
           WHERE i.is_src
          UNION ALL
-         SELECT l.source_id, i.entity_id, NULL, i.last, i.tids, l.base::json
+         SELECT l.source_id, i.entity_id, NULL, i.last, i.tids, l.base::json, i.n
            FROM ids i LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.target_id = i.entity_id
           WHERE NOT i.is_src
          ORDER BY 1 NULLS LAST, 2",
@@ -371,6 +389,9 @@ pub(crate) struct ReadRow {
 pub(crate) struct Version {
     ctid: String,
     xmin: String,
+    /// the partition (or inheritance child) holding the row: a ctid is only unique
+    /// within one heap
+    tableoid: String,
 }
 
 /// Current rows by key, only the columns in `cols`, without locking them: each write
@@ -396,7 +417,8 @@ fn read_rows(e: &Endpoint, ids: &[String], cols: &[String]) -> HashMap<String, R
     // keeps the planner from turning it into a join over the whole table)
     let sql = format!(
         "SELECT x.* FROM unnest($1::text[]::{kt}[]) AS w(id),
-                LATERAL (SELECT {k}, t.ctid::text, t.xmin::text, {json} FROM {table} t WHERE t.{kc} = w.id OFFSET 0) x",
+                LATERAL (SELECT {k}, t.ctid::text, t.xmin::text, t.tableoid::oid::text, {json}
+                           FROM {table} t WHERE t.{kc} = w.id OFFSET 0) x",
         k = key_text(e, "t"),
         table = e.table,
         kc = crate::capture::quote_ident(&e.key_column),
@@ -405,7 +427,7 @@ fn read_rows(e: &Endpoint, ids: &[String], cols: &[String]) -> HashMap<String, R
     keyed_rows(&sql, ids)
 }
 
-/// Run `sql` (columns: key text, ctid text, xmin text, row json; `$1` = the keys)
+/// Run `sql` (columns: key, ctid, xmin, tableoid as text, row json; `$1` = the keys)
 /// and return its rows by key.
 fn keyed_rows(sql: &str, ids: &[String]) -> HashMap<String, ReadRow> {
     Spi::connect(|c| {
@@ -417,11 +439,16 @@ fn keyed_rows(sql: &str, ids: &[String]) -> HashMap<String, ReadRow> {
                 let k = r.get::<String>(1).ok().flatten()?;
                 let ctid = r.get::<String>(2).ok().flatten()?;
                 let xmin = r.get::<String>(3).ok().flatten()?;
-                match r.get::<pgrx::Json>(4).ok().flatten() {
+                let tableoid = r.get::<String>(4).ok().flatten()?;
+                match r.get::<pgrx::Json>(5).ok().flatten() {
                     Some(pgrx::Json(Value::Object(row))) => Some((
                         k,
                         ReadRow {
-                            version: Version { ctid, xmin },
+                            version: Version {
+                                ctid,
+                                xmin,
+                                tableoid,
+                            },
                             row,
                         },
                     )),
@@ -440,7 +467,7 @@ pub(crate) fn load_rows(e: &Endpoint, ids: &[String]) -> HashMap<String, Row> {
         return HashMap::new();
     }
     let sql = format!(
-        "SELECT {k}, t.ctid::text, t.xmin::text, to_jsonb(t)::json FROM {table} t
+        "SELECT {k}, t.ctid::text, t.xmin::text, t.tableoid::oid::text, to_jsonb(t)::json FROM {table} t
           WHERE t.{kc} = ANY($1::text[]::{kt}[]) FOR NO KEY UPDATE OF t",
         k = key_text(e, "t"),
         table = e.table,
@@ -495,44 +522,79 @@ impl<'a> Run<'a> {
     /// conflict, and only latest_wins compares times): (is source, id) -> column -> time.
     #[allow(clippy::type_complexity)]
     fn field_times(&self, pairs: &[Item]) -> HashMap<(bool, String), HashMap<String, i64>> {
-        let tids: Vec<String> = pairs
+        let both = pairs
             .iter()
-            .filter(|p| p.source_last.is_some() && p.target_last.is_some())
-            .flat_map(|p| p.change_tids.iter().cloned())
-            .collect();
-        if tids.is_empty() {
-            return HashMap::new();
+            .filter(|p| p.source_last.is_some() && p.target_last.is_some());
+        // the change records by ctid when the work list had them all, else the
+        // entity's records found by scanning the window
+        let mut tids: Vec<String> = Vec::new();
+        let (mut scan_s, mut scan_t): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        for p in both {
+            match (&self.window_pred, p.change_tids_complete) {
+                (Some(_), false) => {
+                    scan_s.extend(p.source_id.clone());
+                    scan_t.extend(p.target_id.clone());
+                }
+                _ => tids.extend(p.change_tids.iter().cloned()),
+            }
         }
-        let s = &self.cfg.source;
-        let sql = format!(
-            "SELECT c.system = {ss} AND c.entity_type = {se}, c.entity_id, k,
-                    (extract(epoch FROM max(c.changed_at)) * 1000000)::bigint
-               FROM {schema}.change_log c, jsonb_object_keys(c.fields) k
-              WHERE c.ctid = ANY($1::tid[])
-              GROUP BY 1, 2, 3",
-            ss = crate::quote_literal(&s.system),
-            se = crate::quote_literal(&s.entity_type),
-            schema = self.schema,
+        let (s, t) = (&self.cfg.source, &self.cfg.target);
+        let lit = crate::quote_literal;
+        let is_src = format!(
+            "(c.system = {} AND c.entity_type = {})",
+            lit(&s.system),
+            lit(&s.entity_type)
         );
-        let rows: Vec<(bool, String, String, i64)> = Spi::connect(|c| {
-            let t = c
-                .select(&sql, None, &[tids.into()])
-                .unwrap_or_else(|e| spi_fail(e));
-            db::scoped(|| {
-                t.filter_map(|r| {
-                    Some((
-                        r.get::<bool>(1).ok().flatten()?,
-                        r.get::<String>(2).ok().flatten()?,
-                        r.get::<String>(3).ok().flatten()?,
-                        r.get::<i64>(4).ok().flatten()?,
-                    ))
-                })
-                .collect()
-            })
-        });
+        let is_tgt = format!(
+            "(c.system = {} AND c.entity_type = {})",
+            lit(&t.system),
+            lit(&t.entity_type)
+        );
+        let mut queries: Vec<(String, Vec<pgrx::datum::DatumWithOid>)> = Vec::new();
+        if !tids.is_empty() {
+            queries.push((
+                format!(
+                    "SELECT {is_src}, c.entity_id, k, (extract(epoch FROM max(c.changed_at)) * 1000000)::bigint
+                       FROM {schema}.change_log c, jsonb_object_keys(c.fields) k
+                      WHERE c.ctid = ANY($1::tid[])
+                      GROUP BY 1, 2, 3",
+                    schema = self.schema,
+                ),
+                vec![tids.into()],
+            ));
+        }
+        if let (Some(pred), false) = (&self.window_pred, scan_s.is_empty() && scan_t.is_empty()) {
+            queries.push((
+                format!(
+                    "SELECT {is_src}, c.entity_id, k, (extract(epoch FROM max(c.changed_at)) * 1000000)::bigint
+                       FROM {schema}.change_log c, jsonb_object_keys(c.fields) k
+                      WHERE {pred} AND c.origin IS DISTINCT FROM $3
+                        AND (({is_src} AND c.entity_id = ANY($1)) OR ({is_tgt} AND c.entity_id = ANY($2)))
+                      GROUP BY 1, 2, 3",
+                    schema = self.schema,
+                ),
+                vec![scan_s.into(), scan_t.into(), self.cfg.origin().into()],
+            ));
+        }
         let mut out: HashMap<(bool, String), HashMap<String, i64>> = HashMap::new();
-        for (is_src, id, field, at) in rows {
-            out.entry((is_src, id)).or_default().insert(field, at);
+        for (sql, args) in queries {
+            let rows: Vec<(bool, String, String, i64)> = Spi::connect(|c| {
+                let t = c.select(&sql, None, &args).unwrap_or_else(|e| spi_fail(e));
+                db::scoped(|| {
+                    t.filter_map(|r| {
+                        Some((
+                            r.get::<bool>(1).ok().flatten()?,
+                            r.get::<String>(2).ok().flatten()?,
+                            r.get::<String>(3).ok().flatten()?,
+                            r.get::<i64>(4).ok().flatten()?,
+                        ))
+                    })
+                    .collect()
+                })
+            });
+            for (is_src, id, field, at) in rows {
+                out.entry((is_src, id)).or_default().insert(field, at);
+            }
         }
         out
     }
@@ -594,7 +656,7 @@ impl<'a> Run<'a> {
             .collect::<Vec<_>>()
             .join(" AND ");
         let sql = format!(
-            "SELECT (x.v->>'__n')::int, {tk}, to_jsonb(t), t.ctid::text, t.xmin::text
+            "SELECT (x.v->>'__n')::int, {tk}, to_jsonb(t), t.ctid::text, t.xmin::text, t.tableoid::oid::text
                FROM jsonb_array_elements($1) x(v)
                CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, x.v) m
                JOIN {table} t ON {cond}
@@ -619,12 +681,17 @@ impl<'a> Run<'a> {
                     let k = r.get::<String>(2).ok().flatten()?;
                     let ctid = r.get::<String>(4).ok().flatten()?;
                     let xmin = r.get::<String>(5).ok().flatten()?;
+                    let tableoid = r.get::<String>(6).ok().flatten()?;
                     match r.get::<JsonB>(3).ok().flatten() {
                         Some(JsonB(Value::Object(row))) => Some((
                             n,
                             k,
                             ReadRow {
-                                version: Version { ctid, xmin },
+                                version: Version {
+                                    ctid,
+                                    xmin,
+                                    tableoid,
+                                },
                                 row,
                             },
                         )),
@@ -798,9 +865,6 @@ impl<'a> Run<'a> {
                     match subxact::run(|| self.apply(std::slice::from_ref(op))) {
                         Ok(st) => self.add(st),
                         Err(e) => {
-                            // its target (maybe just matched) waits for the retry of
-                            // this pair: a later batch must not treat it as unlinked
-                            self.linked_targets.extend(t.clone());
                             self.record_error(s.as_deref(), t.as_deref(), &e.sqlstate, &e.message)
                         }
                     }
@@ -827,6 +891,9 @@ impl<'a> Run<'a> {
         message: &str,
     ) {
         self.stats.errors += 1;
+        // the pair's target (maybe just matched) waits for the retry of this pair: a
+        // later batch of this run must not treat it as an unlinked row
+        self.linked_targets.extend(target_id.map(String::from));
         db::run(
             &format!(
                 "WITH old AS (UPDATE {s}.sync_errors SET resolved = true
@@ -1197,6 +1264,7 @@ pub(crate) fn update_rows(e: &Endpoint, rows: serde_json::Map<String, Value>) {
 /// Columns carrying each row's version in a guarded write's JSON.
 const CTID_KEY: &str = "__sync_engine_ctid";
 const XMIN_KEY: &str = "__sync_engine_xmin";
+const TABLEOID_KEY: &str = "__sync_engine_tableoid";
 
 /// Keys as the statement returned them: what was really written.
 fn written_keys(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> HashSet<String> {
@@ -1215,9 +1283,10 @@ struct VersionedRow<'a>(&'a Version, &'a Row);
 impl serde::Serialize for VersionedRow<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.1.len() + 2))?;
+        let mut m = s.serialize_map(Some(self.1.len() + 3))?;
         m.serialize_entry(CTID_KEY, &self.0.ctid)?;
         m.serialize_entry(XMIN_KEY, &self.0.xmin)?;
+        m.serialize_entry(TABLEOID_KEY, &self.0.tableoid)?;
         for (k, v) in self.1 {
             m.serialize_entry(k, v)?;
         }
@@ -1282,14 +1351,15 @@ fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>, &Row)]) -> Vec<
             .join(", ");
         let sql = format!(
             "UPDATE {table} t SET ({cols}) = ROW({rcols})
-               FROM json_to_recordset($1) AS r({ck} tid, {xk} xid, {defs})
-              WHERE t.ctid = r.{ck} AND t.xmin = r.{xk}
+               FROM json_to_recordset($1) AS r({ck} tid, {xk} xid, {ok} oid, {defs})
+              WHERE t.ctid = r.{ck} AND t.xmin = r.{xk} AND t.tableoid = r.{ok}
              RETURNING {k}",
             table = e.table,
             cols = col_list(&cols, ""),
             rcols = col_list(&cols, "r."),
             ck = crate::capture::quote_ident(CTID_KEY),
             xk = crate::capture::quote_ident(XMIN_KEY),
+            ok = crate::capture::quote_ident(TABLEOID_KEY),
             k = key_text(e, "t"),
         );
         let arr: Vec<VersionedRow> = rows.iter().map(|r| VersionedRow(r.1, r.2)).collect();
@@ -1310,25 +1380,27 @@ fn delete_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>)]) -> Vec<String
     let mut keys = Vec::new();
     let mut ctids = Vec::new();
     let mut xmins = Vec::new();
+    let mut tableoids = Vec::new();
     for &(key, ver) in rows {
         match ver {
             Some(v) => {
                 keys.push(key);
                 ctids.push(v.ctid.clone());
                 xmins.push(v.xmin.clone());
+                tableoids.push(v.tableoid.clone());
             }
             None => missed.push(key.to_string()),
         }
     }
     if !ctids.is_empty() {
         let sql = format!(
-            "DELETE FROM {table} t USING unnest($1::tid[], $2::text[]::xid[]) AS r(c, x)
-              WHERE t.ctid = r.c AND t.xmin = r.x
+            "DELETE FROM {table} t USING unnest($1::tid[], $2::text[]::xid[], $3::text[]::oid[]) AS r(c, x, o)
+              WHERE t.ctid = r.c AND t.xmin = r.x AND t.tableoid = r.o
              RETURNING {k}",
             table = e.table,
             k = key_text(e, "t"),
         );
-        let done = written_keys(&sql, &[ctids.into(), xmins.into()]);
+        let done = written_keys(&sql, &[ctids.into(), xmins.into(), tableoids.into()]);
         missed.extend(
             keys.into_iter()
                 .filter(|k| !done.contains(*k))

@@ -233,6 +233,77 @@ pub mod tests {
     }
 
     #[test]
+    fn latest_wins_uses_field_times_even_for_an_entity_changed_many_times() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "e_hot", "latest_wins", "bidirectional", "NULL");
+        db.exec("INSERT INTO e_hot.crm (full_name, email, phone) VALUES ('Ann Lee', 'ann@x.io', '555-1')");
+        db.sync(c);
+        // the CRM changes its email among 100 phone changes (more change records than
+        // the work list carries per entity), the mirror changes the email after the
+        // CRM did but before the CRM's last change: the mirror's email is the later one
+        db.exec(
+            "DO $$ BEGIN
+               FOR i IN 1..69 LOOP UPDATE e_hot.crm SET phone = '555-S' || i WHERE id = 1; END LOOP;
+               UPDATE e_hot.crm SET email = 'ann@crm.io' WHERE id = 1;
+             END $$",
+        );
+        db.exec("UPDATE e_hot.hub SET email = 'ann@hub.io'");
+        db.exec(
+            "DO $$ BEGIN
+               FOR i IN 70..100 LOOP UPDATE e_hot.crm SET phone = '555-S' || i WHERE id = 1; END LOOP;
+             END $$",
+        );
+        let r = db.sync(c);
+        assert_eq!(r["conflicts"], 1, "{r}");
+        assert_eq!(
+            db.json("SELECT phone, email FROM e_hot.crm WHERE id = 1"),
+            json!({"phone": "555-S100", "email": "ann@hub.io"})
+        );
+        assert_eq!(
+            db.json("SELECT phone, email FROM e_hot.hub"),
+            json!({"phone": "555-S100", "email": "ann@hub.io"})
+        );
+    }
+
+    #[test]
+    fn partitioned_targets_write_only_the_rows_meant() {
+        let mut db = Db::new();
+        db.exec(
+            "CREATE SCHEMA e_part;
+             CREATE TABLE e_part.src (id int PRIMARY KEY, v text);
+             CREATE TABLE e_part.dst (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+             CREATE TABLE e_part.dst_1 PARTITION OF e_part.dst FOR VALUES FROM (1) TO (100);
+             CREATE TABLE e_part.dst_2 PARTITION OF e_part.dst FOR VALUES FROM (100) TO (200);
+             SELECT sync_register_table('e_part_src', 'x', 'e_part.src');
+             SELECT sync_register_table('e_part_dst', 'x', 'e_part.dst');
+             SELECT sync_create_config('e_part', 'e_part_src', 'e_part_dst', 'x');
+             UPDATE sync_configs SET enabled = false WHERE name = 'e_part';
+             INSERT INTO e_part.src VALUES (1, 'one'), (101, 'hundred and one');",
+        );
+        let c = db.json("SELECT id FROM sync_configs WHERE name = 'e_part'")["id"]
+            .as_i64()
+            .unwrap();
+        // one transaction creates both rows: same xmin, and each is the first row of its
+        // partition (same ctid)
+        let r = db.sync(c);
+        assert_eq!(r["created"], 2, "{r}");
+        db.exec("UPDATE e_part.src SET v = 'ONE' WHERE id = 1");
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 1, 0, 0, 0]), "{r}");
+        assert_eq!(
+            db.rows("SELECT id, v FROM e_part.dst ORDER BY id"),
+            json!([{"id": 1, "v": "ONE"}, {"id": 101, "v": "hundred and one"}])
+        );
+        db.exec("DELETE FROM e_part.src WHERE id = 1");
+        let r = db.sync(c);
+        assert_eq!(r["deleted"], 1, "{r}");
+        assert_eq!(
+            db.rows("SELECT id, v FROM e_part.dst ORDER BY id"),
+            json!([{"id": 101, "v": "hundred and one"}])
+        );
+    }
+
+    #[test]
     fn manual_conflicts_wait_and_each_choice_resolves() {
         for (p, choice, merged, expect) in [
             ("e_m_src", "source", "NULL", "555-SRC"),
