@@ -96,6 +96,8 @@ struct Run<'a> {
     linked_targets: HashSet<String>,
     /// this run's change_log window (alias c); None for an initial load
     window_pred: Option<String>,
+    /// (target side?, key) of rows the last failed apply found changed by someone else
+    raced: std::cell::RefCell<Vec<(bool, String)>>,
     /// microseconds spent loading rows, up to the merge's end, applying (DEBUG1 log)
     timing: [u128; 3],
 }
@@ -176,6 +178,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
             .position
             .is_some()
             .then(|| changes::window_predicate(&window, "c")),
+        raced: Default::default(),
         timing: [0; 3],
     };
     let work_sql = if cfg.position.is_none() {
@@ -855,8 +858,35 @@ impl<'a> Run<'a> {
         // apply the batch at once; on failure isolate the failing entities
         self.timing[1] += t0.elapsed().as_micros();
         let t1 = std::time::Instant::now();
+        self.raced.borrow_mut().clear();
         let whole = subxact::run(|| self.apply(&ops));
         self.timing[2] += t1.elapsed().as_micros();
+        if let Err(e) = &whole {
+            // rows changed by someone else meanwhile: record those entities (retried
+            // next run) and apply the rest of the batch together once more
+            let raced = std::mem::take(&mut *self.raced.borrow_mut());
+            if !raced.is_empty() {
+                let (hit, rest): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|o| {
+                    raced.iter().any(|(target_side, key)| {
+                        let id = if *target_side {
+                            &o.target_id
+                        } else {
+                            &o.source_id
+                        };
+                        id.as_deref() == Some(key.as_str())
+                    })
+                });
+                for o in &hit {
+                    let (s, t) = (o.source_id.as_deref(), o.target_id.as_deref());
+                    self.record_error(s, t, &e.sqlstate, &e.message);
+                }
+                ops = rest;
+                match subxact::run(|| self.apply(&ops)) {
+                    Ok(st) => return self.add(st),
+                    Err(_) => self.raced.borrow_mut().clear(),
+                }
+            }
+        }
         match whole {
             Ok(st) => self.add(st),
             Err(_) => {
@@ -865,6 +895,7 @@ impl<'a> Run<'a> {
                     match subxact::run(|| self.apply(std::slice::from_ref(op))) {
                         Ok(st) => self.add(st),
                         Err(e) => {
+                            self.raced.borrow_mut().clear();
                             self.record_error(s.as_deref(), t.as_deref(), &e.sqlstate, &e.message)
                         }
                     }
@@ -1038,6 +1069,9 @@ impl<'a> Run<'a> {
             missed.extend(delete_guarded(e, &deletes));
             if !missed.is_empty() {
                 missed.sort();
+                self.raced
+                    .borrow_mut()
+                    .extend(missed.iter().map(|k| (side_is_target, k.clone())));
                 fail(
                     PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
                     &format!(
