@@ -609,6 +609,9 @@ impl<'a> Run<'a> {
             fields: HashMap::new(),
             last: t.last,
         };
+        if t.fields.is_empty() {
+            return out;
+        }
         for unit in &self.cfg.mapping.fields {
             let at = unit
                 .source
@@ -726,8 +729,8 @@ impl<'a> Run<'a> {
         let pending = self.load_pending(&sids, &tids);
         self.timing[0] += t0.elapsed().as_micros();
 
-        let mut pairs: Vec<Item> = Vec::new();
-        let mut seen: HashSet<(Option<String>, Option<String>)> = HashSet::new();
+        // (the work list has one item per pair: the reader folded them)
+        let mut pairs: Vec<Item> = Vec::with_capacity(items.len());
         for item in items {
             if item.base.is_none() && item.source_id.is_none() {
                 if let Some(t) = &item.target_id {
@@ -736,9 +739,6 @@ impl<'a> Run<'a> {
                         continue;
                     }
                 }
-            }
-            if !seen.insert((item.source_id.clone(), item.target_id.clone())) {
-                continue;
             }
             pairs.push(item);
         }
@@ -799,24 +799,34 @@ impl<'a> Run<'a> {
                 }
                 None => None,
             };
-            let target_read = tid.as_ref().and_then(|t| tgt_rows.get(t));
-            let target = target_read.map(|r| {
-                self.fields
-                    .iter()
-                    .map(|f| (f.clone(), r.row.get(f).cloned().unwrap_or(Value::Null)))
-                    .collect::<Row>()
-            });
+            // each target row belongs to one pair: take it, keeping the mapped fields
+            let (target, target_version) = match tid.as_ref().and_then(|t| tgt_rows.remove(t)) {
+                Some(ReadRow { version, mut row }) => {
+                    if row.len() != self.fields.len() {
+                        row.retain(|k, _| self.fields.contains(k));
+                    }
+                    for f in &self.fields {
+                        if !row.contains_key(f) {
+                            row.insert(f.clone(), Value::Null);
+                        }
+                    }
+                    (Some(row), Some(version))
+                }
+                None => (None, None),
+            };
             let pend: Vec<String> = pending
                 .iter()
                 .filter(|(ps, pt, _)| (ps.is_some() && *ps == sid) || (pt.is_some() && *pt == tid))
                 .flat_map(|(_, _, f)| f.clone())
                 .collect();
             let times = |is_src: bool, id: &Option<String>, last: Option<i64>| Times {
-                fields: id
-                    .as_ref()
-                    .and_then(|id| field_times.get(&(is_src, id.clone())))
-                    .cloned()
-                    .unwrap_or_default(),
+                fields: match id {
+                    Some(id) if !field_times.is_empty() => field_times
+                        .get(&(is_src, id.clone()))
+                        .cloned()
+                        .unwrap_or_default(),
+                    _ => HashMap::new(),
+                },
                 last,
             };
             let st = self.source_times_by_field(&times(true, &sid, p.source_last));
@@ -843,7 +853,7 @@ impl<'a> Run<'a> {
                     .as_ref()
                     .and_then(|_| Some((p.source_id.clone()?, p.target_id.clone()?))),
                 sid.as_ref().and_then(|s| src_rows.get(s)),
-                target_read,
+                target_version,
             ) {
                 Ok(op) => ops.push(op),
                 Err(e) => failed.push((sid, tid, e)),
@@ -953,7 +963,7 @@ impl<'a> Run<'a> {
         target_id: Option<String>,
         old_link: Option<(String, String)>,
         source_read: Option<&ReadRow>,
-        target_read: Option<&ReadRow>,
+        target_version: Option<Version>,
     ) -> Result<Op, String> {
         let source_write = match plan.source {
             Some(Write::Insert(v)) => Some(Write::Insert(self.cfg.unproject(&v)?)),
@@ -971,7 +981,7 @@ impl<'a> Run<'a> {
             target_id,
             old_link,
             source_version: source_read.map(|r| r.version.clone()),
-            target_version: target_read.map(|r| r.version.clone()),
+            target_version,
             target_write: plan.target,
             source_write,
             link: plan.link,
