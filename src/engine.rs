@@ -437,30 +437,23 @@ fn keyed_rows(sql: &str, ids: &[String]) -> HashMap<String, ReadRow> {
         let t = c
             .select(sql, None, &[ids.to_vec().into()])
             .unwrap_or_else(|e| spi_fail(e));
-        db::scoped(|| {
-            t.filter_map(|r| {
-                let k = r.get::<String>(1).ok().flatten()?;
-                let ctid = r.get::<String>(2).ok().flatten()?;
-                let xmin = r.get::<String>(3).ok().flatten()?;
-                let tableoid = r.get::<String>(4).ok().flatten()?;
-                match r.get::<pgrx::Json>(5).ok().flatten() {
-                    Some(pgrx::Json(Value::Object(row))) => Some((
-                        k,
-                        ReadRow {
-                            version: Version {
-                                ctid,
-                                xmin,
-                                tableoid,
-                            },
-                            row,
-                        },
-                    )),
-                    _ => None,
-                }
-            })
-            .collect()
-        })
+        db::scoped(|| t.filter_map(|r| keyed_row(&r, 1)).collect())
     })
+}
+
+/// A keyed row from the columns at `at`..: key, ctid, xmin, tableoid (as text), row
+/// (json). None when any is NULL or the row is not an object.
+fn keyed_row(r: &pgrx::spi::SpiHeapTupleData, at: usize) -> Option<(String, ReadRow)> {
+    let text = |i: usize| r.get::<String>(at + i).ok().flatten();
+    let version = Version {
+        ctid: text(1)?,
+        xmin: text(2)?,
+        tableoid: text(3)?,
+    };
+    match r.get::<pgrx::Json>(at + 4).ok().flatten() {
+        Some(pgrx::Json(Value::Object(row))) => Some((text(0)?, ReadRow { version, row })),
+        _ => None,
+    }
 }
 
 /// Current rows by key (all columns), locked against concurrent writers until the
@@ -662,7 +655,8 @@ impl<'a> Run<'a> {
             .collect::<Vec<_>>()
             .join(" AND ");
         let sql = format!(
-            "SELECT (x.v->>'__n')::int, {tk}, to_jsonb(t), t.ctid::text, t.xmin::text, t.tableoid::oid::text
+            "SELECT (x.v->>'__n')::int, {tk}, t.ctid::text, t.xmin::text, t.tableoid::oid::text,
+                    to_jsonb(t)::json
                FROM jsonb_array_elements($1) x(v)
                CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, x.v) m
                JOIN {table} t ON {cond}
@@ -684,25 +678,8 @@ impl<'a> Run<'a> {
             db::scoped(|| {
                 r.filter_map(|r| {
                     let n = r.get::<i32>(1).ok().flatten()?;
-                    let k = r.get::<String>(2).ok().flatten()?;
-                    let ctid = r.get::<String>(4).ok().flatten()?;
-                    let xmin = r.get::<String>(5).ok().flatten()?;
-                    let tableoid = r.get::<String>(6).ok().flatten()?;
-                    match r.get::<JsonB>(3).ok().flatten() {
-                        Some(JsonB(Value::Object(row))) => Some((
-                            n,
-                            k,
-                            ReadRow {
-                                version: Version {
-                                    ctid,
-                                    xmin,
-                                    tableoid,
-                                },
-                                row,
-                            },
-                        )),
-                        _ => None,
-                    }
+                    let (k, row) = keyed_row(&r, 2)?;
+                    Some((n, k, row))
                 })
                 .collect()
             })
