@@ -325,6 +325,44 @@ unsafe fn plain_indexes(
     }
 }
 
+/// numeric_in(text) of a JSON number, appended as its varlena bytes (the image jsonb
+/// embeds for a number; see rowjson::fields_jsonb).
+pub(crate) fn numeric_image(text: &str, out: &mut Vec<u8>) {
+    let c = CString::new(text).expect("a JSON number has no NUL");
+    unsafe {
+        let d = pgrx::direct_function_call_as_datum(
+            pg_sys::numeric_in,
+            &[
+                Some(pg_sys::Datum::from(c.as_ptr())),
+                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                Some(pg_sys::Datum::from(-1i32)),
+            ],
+        )
+        .expect("numeric_in returns a value");
+        let p = d.cast_mut_ptr::<pg_sys::varlena>();
+        let len = pgrx::varlena::varsize_any(p);
+        out.extend_from_slice(std::slice::from_raw_parts(p.cast::<u8>(), len));
+        pg_sys::pfree(p.cast());
+    }
+}
+
+/// The jsonb datum of a record's fields: its prebuilt image when there is one,
+/// else the JSON text parsed by jsonb_in.
+pub(crate) unsafe fn fields_datum(image: Option<&[u8]>, text: &str) -> pg_sys::Datum {
+    if let Some(img) = image {
+        let p = pg_sys::palloc(img.len()).cast::<u8>();
+        std::ptr::copy_nonoverlapping(img.as_ptr(), p, img.len());
+        pgrx::set_varsize_4b(p.cast(), img.len() as i32);
+        return pg_sys::Datum::from(p);
+    }
+    let cfields = CString::new(text).expect("no NUL in JSON");
+    pgrx::direct_function_call_as_datum(
+        pg_sys::jsonb_in,
+        &[Some(pg_sys::Datum::from(cfields.as_ptr()))],
+    )
+    .expect("jsonb")
+}
+
 /// Insert one change record straight into the heap and its indexes: what an INSERT
 /// would do, without parsing, planning or starting an executor for every row.
 /// Returns false (having written nothing) when change_log is not in the plain shape
@@ -353,12 +391,7 @@ unsafe fn insert_direct(log: &LogRel, ch: &Change) -> bool {
         &[Some(pg_sys::Datum::from(log.seqid))],
     )
     .expect("nextval");
-    let cfields = CString::new(fields).expect("no NUL in JSON");
-    let jsonb = pgrx::direct_function_call_as_datum(
-        pg_sys::jsonb_in,
-        &[Some(pg_sys::Datum::from(cfields.as_ptr()))],
-    )
-    .expect("jsonb");
+    let jsonb = fields_datum(ch.rec.fields_jsonb.as_deref(), fields);
     let txid = pg_sys::GetTopFullTransactionId().value;
     let mut values = [
         id,
@@ -570,10 +603,10 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
 
         if op == pg_sys::TRIGGER_EVENT_INSERT {
             let new = row_values(info, &deform(td.tg_trigtuple, tupdesc, natts));
-            emit(rowjson::insert_record(&cols, key_of(&new), &new));
+            emit(rowjson::insert_record(&cols, key_of(&new), &new, Some(&mut numeric_image)));
         } else if op == pg_sys::TRIGGER_EVENT_DELETE {
             let old = row_values(info, &deform(td.tg_trigtuple, tupdesc, natts));
-            emit(rowjson::delete_record(&cols, key_of(&old), &old));
+            emit(rowjson::delete_record(&cols, key_of(&old), &old, Some(&mut numeric_image)));
         } else if op == pg_sys::TRIGGER_EVENT_UPDATE {
             let o = deform(td.tg_trigtuple, tupdesc, natts);
             let n = deform(td.tg_newtuple, tupdesc, natts);
@@ -611,10 +644,17 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
             let new_key = key_of(&new);
             if old_key != new_key {
                 // a key change is the old entity going away and a new one appearing
-                emit(rowjson::delete_record(&cols, old_key, &old));
-                emit(rowjson::insert_record(&cols, new_key, &new));
+                emit(rowjson::delete_record(&cols, old_key, &old, Some(&mut numeric_image)));
+                emit(rowjson::insert_record(&cols, new_key, &new, Some(&mut numeric_image)));
             } else {
-                emit(rowjson::update_record(&cols, new_key, &old, &new, &changed));
+                emit(rowjson::update_record(
+                    &cols,
+                    new_key,
+                    &old,
+                    &new,
+                    &changed,
+                    Some(&mut numeric_image),
+                ));
             }
         }
     });

@@ -34,8 +34,15 @@ pub struct ChangeRecord {
     pub entity_id: String,
     pub operation: &'static str,
     pub fields: String,
+    /// `fields` as a ready jsonb datum image (see [`fields_jsonb`]), when the caller
+    /// supplied a numeric encoder and every value has a scalar form
+    pub fields_jsonb: Option<Vec<u8>>,
     pub checksum: Option<String>,
 }
+
+/// Appends the image of PostgreSQL's `numeric_in(text)` (a varlena with a 4-byte
+/// header) to the buffer. Only the shell can make one; the pure code places it.
+pub type NumericEncoder<'e> = &'e mut dyn FnMut(&str, &mut Vec<u8>);
 
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
@@ -166,20 +173,32 @@ fn fields_json(
     s
 }
 
-pub fn insert_record(cols: &Cols, entity_id: String, new: &[ColValue]) -> ChangeRecord {
+pub fn insert_record(
+    cols: &Cols,
+    entity_id: String,
+    new: &[ColValue],
+    numeric: Option<NumericEncoder>,
+) -> ChangeRecord {
     ChangeRecord {
         entity_id,
         operation: "insert",
         fields: fields_json(cols, None, Some(new), None),
+        fields_jsonb: numeric.and_then(|n| fields_jsonb(cols, None, Some(new), None, n)),
         checksum: Some(checksum(cols, new)),
     }
 }
 
-pub fn delete_record(cols: &Cols, entity_id: String, old: &[ColValue]) -> ChangeRecord {
+pub fn delete_record(
+    cols: &Cols,
+    entity_id: String,
+    old: &[ColValue],
+    numeric: Option<NumericEncoder>,
+) -> ChangeRecord {
     ChangeRecord {
         entity_id,
         operation: "delete",
         fields: fields_json(cols, Some(old), None, None),
+        fields_jsonb: numeric.and_then(|n| fields_jsonb(cols, Some(old), None, None, n)),
         checksum: None,
     }
 }
@@ -190,13 +209,140 @@ pub fn update_record(
     old: &[ColValue],
     new: &[ColValue],
     changed: &[bool],
+    numeric: Option<NumericEncoder>,
 ) -> ChangeRecord {
     ChangeRecord {
         entity_id,
         operation: "update",
         fields: fields_json(cols, Some(old), Some(new), Some(changed)),
+        fields_jsonb: numeric
+            .and_then(|n| fields_jsonb(cols, Some(old), Some(new), Some(changed), n)),
         checksum: Some(checksum(cols, new)),
     }
+}
+
+// jsonb's binary layout (PostgreSQL's src/include/utils/jsonb.h): a container is a
+// header word (count | kind), one JEntry word per key and value (all keys first),
+// then the keys' and values' bytes in that order. A JEntry holds the type and the
+// length of its data, or every JB_OFFSET_STRIDE-th one the end offset instead.
+// Numerics and containers start 4-byte aligned, counted from the varlena's start;
+// the padding belongs to the entry's length. Object keys are sorted shorter first,
+// then bytewise.
+const JB_FOBJECT: u32 = 0x2000_0000;
+const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
+const JENTRY_TYPEMASK: u32 = 0x7000_0000;
+const JENTRY_HAS_OFF: u32 = 0x8000_0000;
+const JENTRY_ISNUMERIC: u32 = 0x1000_0000;
+const JENTRY_ISBOOL_FALSE: u32 = 0x2000_0000;
+const JENTRY_ISBOOL_TRUE: u32 = 0x3000_0000;
+const JENTRY_ISNULL: u32 = 0x4000_0000;
+const JENTRY_ISCONTAINER: u32 = 0x5000_0000;
+const JB_OFFSET_STRIDE: usize = 32;
+
+fn pad_to_int(b: &mut Vec<u8>) -> usize {
+    let pad = (4 - b.len() % 4) % 4;
+    b.resize(b.len() + pad, 0);
+    pad
+}
+
+fn jb_len(n: usize) -> Option<u32> {
+    u32::try_from(n).ok().filter(|&n| n <= JENTRY_OFFLENMASK)
+}
+
+/// Append one value's data; returns its JEntry (type and length). None when the value
+/// has no scalar jsonb form here (JSON columns: their text must be parsed).
+fn put_scalar(
+    b: &mut Vec<u8>,
+    kind: ColKind,
+    v: &ColValue,
+    numeric: &mut dyn FnMut(&str, &mut Vec<u8>),
+) -> Option<u32> {
+    let Some(s) = v else {
+        return Some(JENTRY_ISNULL);
+    };
+    match kind {
+        ColKind::Number if is_json_number(s) => {
+            let pad = pad_to_int(b);
+            let start = b.len();
+            numeric(s, b);
+            Some(JENTRY_ISNUMERIC | jb_len(pad + b.len() - start)?)
+        }
+        ColKind::Bool if s == "t" => Some(JENTRY_ISBOOL_TRUE),
+        ColKind::Bool if s == "f" => Some(JENTRY_ISBOOL_FALSE),
+        ColKind::Json => None,
+        _ => {
+            b.extend_from_slice(s.as_bytes());
+            jb_len(s.len())
+        }
+    }
+}
+
+/// Append an object with the given keys (already in jsonb order) whose values
+/// `value(buf, i)` appends; returns the object's JEntry.
+fn put_object(
+    b: &mut Vec<u8>,
+    keys: &[&str],
+    mut value: impl FnMut(&mut Vec<u8>, usize) -> Option<u32>,
+) -> Option<u32> {
+    let base = b.len();
+    pad_to_int(b);
+    let n = keys.len();
+    b.extend_from_slice(&(jb_len(n)? | JB_FOBJECT).to_ne_bytes());
+    let entries = b.len();
+    b.resize(entries + 8 * n, 0);
+    let mut total: u32 = 0;
+    let mut set = |b: &mut Vec<u8>, i: usize, meta: u32| -> Option<()> {
+        total = jb_len((total + (meta & JENTRY_OFFLENMASK)) as usize)?;
+        let meta = if i.is_multiple_of(JB_OFFSET_STRIDE) {
+            (meta & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF
+        } else {
+            meta
+        };
+        b[entries + 4 * i..entries + 4 * i + 4].copy_from_slice(&meta.to_ne_bytes());
+        Some(())
+    };
+    for (i, k) in keys.iter().enumerate() {
+        b.extend_from_slice(k.as_bytes());
+        set(b, i, jb_len(k.len())?)?;
+    }
+    for i in 0..n {
+        let meta = value(b, i)?;
+        set(b, n + i, meta)?;
+    }
+    Some(JENTRY_ISCONTAINER | jb_len(b.len() - base)?)
+}
+
+/// The `fields` object as the bytes of a jsonb datum, exactly what `jsonb_in` makes of
+/// [`fields_json`]'s text, without parsing it. The first 4 bytes are the varlena
+/// header, left zero for the caller to set. None when a JSON-typed column has a value
+/// (its text needs parsing) or a value is too long for jsonb.
+pub fn fields_jsonb(
+    cols: &Cols,
+    old: Option<&[ColValue]>,
+    new: Option<&[ColValue]>,
+    only: Option<&[bool]>,
+    numeric: &mut dyn FnMut(&str, &mut Vec<u8>),
+) -> Option<Vec<u8>> {
+    let mut idx: Vec<usize> = (0..cols.names.len())
+        .filter(|&i| cols.live[i] && only.is_none_or(|o| o[i]))
+        .collect();
+    idx.sort_by(|&a, &b| {
+        let (a, b) = (cols.names[a].as_bytes(), cols.names[b].as_bytes());
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    });
+    let keys: Vec<&str> = idx.iter().map(|&i| cols.names[i]).collect();
+    let mut b = Vec::with_capacity(64 + 48 * idx.len());
+    b.resize(4, 0);
+    put_object(&mut b, &keys, |b, k| {
+        let i = idx[k];
+        let kind = cols.kinds[i];
+        // "new" sorts before "old"
+        put_object(b, &["new", "old"], |b, which| {
+            let side = if which == 0 { new } else { old };
+            put_scalar(b, kind, side.map_or(&None, |s| &s[i]), numeric)
+        })
+    })?;
+    Some(b)
 }
 
 #[cfg(test)]
@@ -239,7 +385,7 @@ mod tests {
                 v("{\"a\": [1, 2]}"),
                 None,
             ];
-            let r = insert_record(c, "7".into(), &row);
+            let r = insert_record(c, "7".into(), &row, None);
             let f: Value = serde_json::from_str(&r.fields).unwrap();
             assert_eq!(
                 f,
@@ -258,7 +404,7 @@ mod tests {
             let old = [v("7"), v("Ann"), None, v("t"), None, None];
             let new = [v("7"), None, v("2"), v("t"), None, None];
             let changed = [false, true, true, false, false, false];
-            let r = update_record(c, "7".into(), &old, &new, &changed);
+            let r = update_record(c, "7".into(), &old, &new, &changed, None);
             let f: Value = serde_json::from_str(&r.fields).unwrap();
             assert_eq!(
                 f,
@@ -271,7 +417,7 @@ mod tests {
     fn delete_has_old_values_and_no_checksum() {
         with_cols(|c| {
             let old = [v("7"), v("Ann"), None, v("f"), None, None];
-            let r = delete_record(c, "7".into(), &old);
+            let r = delete_record(c, "7".into(), &old, None);
             let f: Value = serde_json::from_str(&r.fields).unwrap();
             assert_eq!(f["active"], json!({"old": false, "new": null}));
             assert!(r.checksum.is_none());
@@ -328,5 +474,106 @@ mod tests {
         assert_eq!(s, "\"a\\u0001b\\\\\"");
         let back: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(back, json!("a\u{1}b\\"));
+    }
+
+    /// numeric_in images of the numbers the golden tests use (4-byte varlena header,
+    /// short numeric header, base-10000 digits)
+    fn fake_numeric(text: &str, out: &mut Vec<u8>) {
+        let img: &[u8] = match text {
+            "5" => &[0x20, 0, 0, 0, 0x00, 0x80, 0x05, 0x00],
+            "7" => &[0x20, 0, 0, 0, 0x00, 0x80, 0x07, 0x00],
+            "-1234" => &[0x20, 0, 0, 0, 0x00, 0xa0, 0xd2, 0x04],
+            other => panic!("no image for {other}"),
+        };
+        out.extend_from_slice(img);
+    }
+
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    // The expected bytes are what PostgreSQL 15 stored for the same JSON text passed
+    // to jsonb_in (read back with pageinspect's heap_page_items), minus the header.
+    #[test]
+    fn jsonb_image_matches_postgres_for_a_numeric_update() {
+        let names = ["abalance"];
+        let kinds = [ColKind::Number];
+        let cols = Cols {
+            names: &names,
+            kinds: &kinds,
+            live: &[true],
+            sorted: &[0],
+        };
+        let r = update_record(
+            &cols,
+            "1".into(),
+            &[v("5")],
+            &[v("-1234")],
+            &[true],
+            Some(&mut fake_numeric),
+        );
+        // '{"abalance": {"old": 5, "new": -1234}}'::jsonb
+        let want = unhex(
+            "01000020080000802c0000506162616c616e63650200002003000080030000000a0000100800\
+             00106e65776f6c6400002000000000a0d2042000000000800500",
+        );
+        let img = r.fields_jsonb.expect("scalar values have an image");
+        assert_eq!(&img[..4], &[0, 0, 0, 0], "header left to the caller");
+        assert_eq!(img[4..], want[..]);
+    }
+
+    #[test]
+    fn jsonb_image_sorts_keys_and_encodes_strings_bools_and_nulls() {
+        let names = ["id", "name", "ok"];
+        let kinds = [ColKind::Number, ColKind::Text, ColKind::Bool];
+        let cols = Cols {
+            names: &names,
+            kinds: &kinds,
+            live: &[true; 3],
+            sorted: &[0, 1, 2],
+        };
+        let r = update_record(
+            &cols,
+            "7".into(),
+            &[None, None, v("t")],
+            &[v("7"), v("Ann \"A\""), v("f")],
+            &[true; 3],
+            Some(&mut fake_numeric),
+        );
+        // '{"name": {"old": null, "new": "Ann \"A\""}, "id": {"old": null, "new": 7},
+        //   "ok": {"old": true, "new": false}}'::jsonb: keys shorter first
+        let want = unhex(
+            "03000020020000800200000004000000240000501a0000502300005069646f6b6e616d6502\
+             00002003000080030000000a000010000000406e65776f6c6400002000000000800700020000\
+             20030000800300000000000020000000306e65776f6c640000020000200300008003000000070000\
+             00000000406e65776f6c64416e6e20224122",
+        );
+        assert_eq!(r.fields_jsonb.unwrap()[4..], want[..]);
+    }
+
+    #[test]
+    fn jsonb_image_leaves_json_columns_to_the_parser() {
+        with_cols(|c| {
+            let row = [v("7"), v("Ann"), None, v("t"), v("{\"a\": 1}"), None];
+            let r = insert_record(
+                c,
+                "7".into(),
+                &row,
+                Some(&mut |_: &str, _: &mut Vec<u8>| {}),
+            );
+            assert!(r.fields_jsonb.is_none());
+            // a NULL JSON value is a plain null: the image is made
+            let row = [None, v("Ann"), None, v("t"), None, None];
+            let r = insert_record(
+                c,
+                "7".into(),
+                &row,
+                Some(&mut |_: &str, _: &mut Vec<u8>| {}),
+            );
+            assert!(r.fields_jsonb.is_some());
+        });
     }
 }

@@ -103,6 +103,105 @@ mod tests {
         );
     }
 
+    /// The trigger builds `fields` as jsonb bytes itself; they must be exactly what
+    /// jsonb_in makes of the same JSON text (else equality, indexes and operators on
+    /// change_log.fields would misbehave). 40 columns: past jsonb's offset stride of 32.
+    #[pg_test]
+    fn prebuilt_fields_are_byte_identical_to_parsed_json() {
+        use crate::capture::{fields_datum, numeric_image};
+        use crate::rowjson::{self, ColKind, ColValue, Cols};
+        let numbers = [
+            "0",
+            "-0.5",
+            "1e+30",
+            "123456789012345678901234567890.123456789",
+            "-7",
+            "NaN",
+            "1.50",
+            "100000000",
+            "0.000001",
+            "-Infinity",
+            "2E-7",
+            "9223372036854775807",
+        ];
+        let strings = [
+            "",
+            "Ann \"A\"\n",
+            "Zo\u{eb} \u{1f680}",
+            "tab\there",
+            "back\\slash",
+            "x",
+        ];
+        let mut names = Vec::new();
+        let mut kinds = Vec::new();
+        let mut old: Vec<ColValue> = Vec::new();
+        let mut new: Vec<ColValue> = Vec::new();
+        for i in 0..40usize {
+            // names of different lengths, not in jsonb's order
+            names.push(format!("{}{}", ["zz", "a", "col_", "m"][i % 4], 40 - i));
+            let (k, o, n) = match i % 5 {
+                0 | 1 => (
+                    ColKind::Number,
+                    numbers[i % numbers.len()],
+                    numbers[(i + 3) % numbers.len()],
+                ),
+                2 => (
+                    ColKind::Text,
+                    strings[i % strings.len()],
+                    strings[(i + 1) % strings.len()],
+                ),
+                3 => (ColKind::Bool, "t", "f"),
+                _ => (ColKind::Text, "", ""),
+            };
+            kinds.push(k);
+            old.push((i % 7 != 0).then(|| o.to_string()));
+            new.push((i % 11 != 0).then(|| n.to_string()));
+        }
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let live = vec![true; 40];
+        let sorted: Vec<usize> = (0..40).collect();
+        let cols = Cols {
+            names: &name_refs,
+            kinds: &kinds,
+            live: &live,
+            sorted: &sorted,
+        };
+        let changed: Vec<bool> = (0..40).map(|i| i % 3 != 1).collect();
+        let records = [
+            rowjson::insert_record(&cols, "1".into(), &new, Some(&mut numeric_image)),
+            rowjson::update_record(
+                &cols,
+                "1".into(),
+                &old,
+                &new,
+                &changed,
+                Some(&mut numeric_image),
+            ),
+            rowjson::delete_record(&cols, "1".into(), &old, Some(&mut numeric_image)),
+        ];
+        for rec in &records {
+            let image = rec
+                .fields_jsonb
+                .as_deref()
+                .expect("no JSON columns: an image is built");
+            unsafe {
+                let ours = fields_datum(Some(image), &rec.fields).cast_mut_ptr::<pg_sys::varlena>();
+                let parsed = fields_datum(None, &rec.fields).cast_mut_ptr::<pg_sys::varlena>();
+                let bytes = |p: *mut pg_sys::varlena| {
+                    std::slice::from_raw_parts(p.cast::<u8>(), pgrx::varlena::varsize_any(p))
+                        .to_vec()
+                };
+                assert_eq!(
+                    bytes(ours),
+                    bytes(parsed),
+                    "{} record: {}",
+                    rec.operation,
+                    rec.fields
+                );
+            }
+        }
+    }
+
     #[pg_test]
     fn checksum_follows_content() {
         setup_contacts("cap4");
