@@ -15,6 +15,7 @@ pub mod db;
 pub mod endpoints;
 pub mod engine;
 pub mod guc;
+pub mod jsonb;
 pub mod mapping;
 pub mod merge;
 pub mod rowjson;

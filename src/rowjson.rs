@@ -1,6 +1,7 @@
 //! Pure part of change capture: turning a row's column texts into the change record's
 //! `fields` JSON and the checksum of the row's canonical form. No Postgres here.
 
+use crate::jsonb::{self, JENTRY_ISBOOL_FALSE, JENTRY_ISBOOL_TRUE, JENTRY_ISNULL};
 use sha2::{Digest, Sha256};
 
 /// How a column's text output becomes a JSON value.
@@ -40,9 +41,7 @@ pub struct ChangeRecord {
     pub checksum: Option<String>,
 }
 
-/// Appends the image of PostgreSQL's `numeric_in(text)` (a varlena with a 4-byte
-/// header) to the buffer. Only the shell can make one; the pure code places it.
-pub type NumericEncoder<'e> = &'e mut dyn FnMut(&str, &mut Vec<u8>);
+pub use crate::jsonb::NumericEncoder;
 
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
@@ -221,87 +220,6 @@ pub fn update_record(
     }
 }
 
-// jsonb's binary layout (PostgreSQL's src/include/utils/jsonb.h): a container is a
-// header word (count | kind), one JEntry word per key and value (all keys first),
-// then the keys' and values' bytes in that order. A JEntry holds the type and the
-// length of its data, or every JB_OFFSET_STRIDE-th one the end offset instead.
-// Numerics and containers start 4-byte aligned, counted from the varlena's start;
-// the padding belongs to the entry's length. Object keys are sorted shorter first,
-// then bytewise.
-const JB_FOBJECT: u32 = 0x2000_0000;
-const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
-const JENTRY_TYPEMASK: u32 = 0x7000_0000;
-const JENTRY_HAS_OFF: u32 = 0x8000_0000;
-const JENTRY_ISNUMERIC: u32 = 0x1000_0000;
-const JENTRY_ISBOOL_FALSE: u32 = 0x2000_0000;
-const JENTRY_ISBOOL_TRUE: u32 = 0x3000_0000;
-const JENTRY_ISNULL: u32 = 0x4000_0000;
-const JENTRY_ISCONTAINER: u32 = 0x5000_0000;
-const JB_OFFSET_STRIDE: usize = 32;
-
-/// A 4-byte varlena header for a datum of `len` bytes (PostgreSQL's SET_VARSIZE_4B).
-fn varlena_header(len: usize) -> [u8; 4] {
-    let len = len as u32;
-    if cfg!(target_endian = "little") {
-        (len << 2).to_ne_bytes()
-    } else {
-        (len & 0x3FFF_FFFF).to_ne_bytes()
-    }
-}
-
-/// Append `numeric_in`'s image of an integer text ("-1234": no sign but '-', no
-/// leading zeros) and return true; false (nothing appended) for any other text.
-/// The image is a short-format numeric: header word (short flag, sign, weight),
-/// then base-10000 digits, most significant first, trailing zero digits dropped.
-pub fn integer_numeric_image(s: &str, out: &mut Vec<u8>) -> bool {
-    let (neg, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d.as_bytes()),
-        None => (false, s.as_bytes()),
-    };
-    if digits.is_empty()
-        || !digits.iter().all(u8::is_ascii_digit)
-        || (digits.len() > 1 && digits[0] == b'0')
-        || (neg && digits == b"0")
-    {
-        return false;
-    }
-    let ngroups = digits.len().div_ceil(4);
-    // a short numeric's weight is at most 63
-    if ngroups > 64 {
-        return false;
-    }
-    let first = digits.len() - (ngroups - 1) * 4;
-    let mut groups: Vec<u16> = std::iter::once(&digits[..first])
-        .chain(digits[first..].chunks(4))
-        .map(|g| g.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
-        .collect();
-    while groups.last() == Some(&0) {
-        groups.pop();
-    }
-    let weight = if groups.is_empty() {
-        0
-    } else {
-        ngroups as u16 - 1
-    };
-    let header: u16 = 0x8000 | if neg { 0x2000 } else { 0 } | weight;
-    out.extend_from_slice(&varlena_header(4 + 2 + 2 * groups.len()));
-    out.extend_from_slice(&header.to_ne_bytes());
-    for g in groups {
-        out.extend_from_slice(&g.to_ne_bytes());
-    }
-    true
-}
-
-fn pad_to_int(b: &mut Vec<u8>) -> usize {
-    let pad = (4 - b.len() % 4) % 4;
-    b.resize(b.len() + pad, 0);
-    pad
-}
-
-fn jb_len(n: usize) -> Option<u32> {
-    u32::try_from(n).ok().filter(|&n| n <= JENTRY_OFFLENMASK)
-}
-
 /// Append one value's data; returns its JEntry (type and length). None when the value
 /// has no scalar jsonb form here (JSON columns: their text must be parsed).
 fn put_scalar(
@@ -314,57 +232,12 @@ fn put_scalar(
         return Some(JENTRY_ISNULL);
     };
     match kind {
-        ColKind::Number if is_json_number(s) => {
-            let pad = pad_to_int(b);
-            let start = b.len();
-            if !integer_numeric_image(s, b) {
-                numeric(s, b);
-            }
-            Some(JENTRY_ISNUMERIC | jb_len(pad + b.len() - start)?)
-        }
+        ColKind::Number if is_json_number(s) => jsonb::put_number(b, s, numeric),
         ColKind::Bool if s == "t" => Some(JENTRY_ISBOOL_TRUE),
         ColKind::Bool if s == "f" => Some(JENTRY_ISBOOL_FALSE),
         ColKind::Json => None,
-        _ => {
-            b.extend_from_slice(s.as_bytes());
-            jb_len(s.len())
-        }
+        _ => jsonb::put_string(b, s),
     }
-}
-
-/// Append an object with the given keys (already in jsonb order) whose values
-/// `value(buf, i)` appends; returns the object's JEntry.
-fn put_object(
-    b: &mut Vec<u8>,
-    keys: &[&str],
-    mut value: impl FnMut(&mut Vec<u8>, usize) -> Option<u32>,
-) -> Option<u32> {
-    let base = b.len();
-    pad_to_int(b);
-    let n = keys.len();
-    b.extend_from_slice(&(jb_len(n)? | JB_FOBJECT).to_ne_bytes());
-    let entries = b.len();
-    b.resize(entries + 8 * n, 0);
-    let mut total: u32 = 0;
-    let mut set = |b: &mut Vec<u8>, i: usize, meta: u32| -> Option<()> {
-        total = jb_len((total + (meta & JENTRY_OFFLENMASK)) as usize)?;
-        let meta = if i.is_multiple_of(JB_OFFSET_STRIDE) {
-            (meta & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF
-        } else {
-            meta
-        };
-        b[entries + 4 * i..entries + 4 * i + 4].copy_from_slice(&meta.to_ne_bytes());
-        Some(())
-    };
-    for (i, k) in keys.iter().enumerate() {
-        b.extend_from_slice(k.as_bytes());
-        set(b, i, jb_len(k.len())?)?;
-    }
-    for i in 0..n {
-        let meta = value(b, i)?;
-        set(b, n + i, meta)?;
-    }
-    Some(JENTRY_ISCONTAINER | jb_len(b.len() - base)?)
 }
 
 /// The `fields` object as the bytes of a jsonb datum, exactly what `jsonb_in` makes of
@@ -381,18 +254,15 @@ pub fn fields_jsonb(
     let mut idx: Vec<usize> = (0..cols.names.len())
         .filter(|&i| cols.live[i] && only.is_none_or(|o| o[i]))
         .collect();
-    idx.sort_by(|&a, &b| {
-        let (a, b) = (cols.names[a].as_bytes(), cols.names[b].as_bytes());
-        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-    });
+    idx.sort_by(|&a, &b| jsonb::key_order(cols.names[a], cols.names[b]));
     let keys: Vec<&str> = idx.iter().map(|&i| cols.names[i]).collect();
     let mut b = Vec::with_capacity(64 + 48 * idx.len());
     b.resize(4, 0);
-    put_object(&mut b, &keys, |b, k| {
+    jsonb::put_object(&mut b, &keys, |b, k| {
         let i = idx[k];
         let kind = cols.kinds[i];
         // "new" sorts before "old"
-        put_object(b, &["new", "old"], |b, which| {
+        jsonb::put_object(b, &["new", "old"], |b, which| {
             let side = if which == 0 { new } else { old };
             put_scalar(b, kind, side.map_or(&None, |s| &s[i]), numeric)
         })
@@ -403,6 +273,7 @@ pub fn fields_jsonb(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonb::tests::unhex;
     use serde_json::{json, Value};
 
     fn v(s: &str) -> ColValue {
@@ -535,40 +406,6 @@ mod tests {
     /// short numeric header, base-10000 digits)
     fn fake_numeric(text: &str, _: &mut Vec<u8>) {
         panic!("integers are encoded without numeric_in, not {text}");
-    }
-
-    /// Images PostgreSQL 15 stored for these numerics (pageinspect, 1-byte header
-    /// dropped); ours carry a 4-byte header.
-    #[test]
-    fn integer_numeric_images_match_postgres() {
-        for (text, payload) in [
-            ("0", "0080"),
-            ("100000000", "02800100"),
-            ("9223372036854775807", "04809a032c0d70016515af16"),
-            ("-10000", "01a00100"),
-            ("12345", "018001002909"),
-            ("-9223372036854775808", "04a09a032c0d70016515b016"),
-            ("10000", "01800100"),
-            ("9999", "00800f27"),
-        ] {
-            let mut out = Vec::new();
-            assert!(integer_numeric_image(text, &mut out), "{text}");
-            let want = unhex(payload);
-            assert_eq!(out[4..], want[..], "{text}");
-            assert_eq!(out[..4], varlena_header(4 + want.len()), "{text}");
-        }
-        for other in ["1.5", "-0", "007", "", "-", "1e5", "NaN", " 1", "+1"] {
-            let mut out = Vec::new();
-            assert!(!integer_numeric_image(other, &mut out), "{other}");
-            assert!(out.is_empty());
-        }
-    }
-
-    fn unhex(h: &str) -> Vec<u8> {
-        (0..h.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     // The expected bytes are what PostgreSQL 15 stored for the same JSON text passed
