@@ -346,14 +346,39 @@ pub(crate) fn numeric_image(text: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// A datum (in the current memory context) holding a varlena image made in Rust.
+pub(crate) fn image_datum(img: &[u8]) -> pg_sys::Datum {
+    unsafe {
+        let p = pg_sys::palloc(img.len()).cast::<u8>();
+        std::ptr::copy_nonoverlapping(img.as_ptr(), p, img.len());
+        pg_sys::Datum::from(p)
+    }
+}
+
+/// A jsonb parameter written straight from a JSON object (no text, no parse).
+pub(crate) struct JsonbObject<'a>(pub &'a serde_json::Map<String, serde_json::Value>);
+
+impl pgrx::IntoDatum for JsonbObject<'_> {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        match crate::jsonb::object_image(self.0, &mut numeric_image) {
+            Some(img) => Some(image_datum(&img)),
+            // too long for jsonb: let jsonb_in say so
+            None => {
+                Some(unsafe { fields_datum(None, &serde_json::to_string(self.0).expect("JSON")) })
+            }
+        }
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
 /// The jsonb datum of a record's fields: its prebuilt image when there is one,
 /// else the JSON text parsed by jsonb_in.
 pub(crate) unsafe fn fields_datum(image: Option<&[u8]>, text: &str) -> pg_sys::Datum {
     if let Some(img) = image {
-        let p = pg_sys::palloc(img.len()).cast::<u8>();
-        std::ptr::copy_nonoverlapping(img.as_ptr(), p, img.len());
-        pgrx::set_varsize_4b(p.cast(), img.len() as i32);
-        return pg_sys::Datum::from(p);
+        return image_datum(img);
     }
     let cfields = CString::new(text).expect("no NUL in JSON");
     pgrx::direct_function_call_as_datum(

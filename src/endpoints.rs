@@ -23,6 +23,12 @@ pub struct Endpoint {
     pub columns: Vec<String>,
     /// `format_type` of each column, same order
     pub column_types: Vec<String>,
+    /// the same without modifiers (`character varying` for `character varying(20)`):
+    /// a value cast to it still meets the modifier as an assignment, which errors
+    /// where an explicit cast to the full type would silently truncate
+    pub column_base_types: Vec<String>,
+    /// how values are written to each column
+    pub column_inputs: Vec<crate::mapping::ColumnInput>,
     /// the key column's default expression, if any (used to make keys for new rows)
     pub key_default: Option<String>,
     /// the key is an identity column (inserts need OVERRIDING SYSTEM VALUE)
@@ -31,10 +37,12 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn column_type(&self, col: &str) -> Option<&str> {
-        self.columns
-            .iter()
-            .position(|c| c == col)
+        self.column_index(col)
             .map(|i| self.column_types[i].as_str())
+    }
+
+    pub fn column_index(&self, col: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == col)
     }
 }
 
@@ -99,7 +107,16 @@ pub fn load_by_id(id: i64) -> Endpoint {
         let table: String = r.get(5).ok().flatten().unwrap_or_default();
         let cols = client
             .select(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL), \
+                        (WITH RECURSIVE d(oid, depth) AS ( \
+                             SELECT a.atttypid, 0 \
+                             UNION ALL SELECT t.typbasetype, d.depth + 1 FROM pg_type t JOIN d ON t.oid = d.oid \
+                              WHERE t.typtype = 'd' AND d.depth < 16) \
+                         SELECT CASE WHEN bool_or(t.typtype = 'c' OR t.typcategory = 'A') THEN 's' \
+                                     WHEN bool_or(t.oid IN ('json'::regtype, 'jsonb'::regtype)) THEN 'j' \
+                                     ELSE 't' END \
+                           FROM d JOIN pg_type t ON t.oid = d.oid) \
+                   FROM pg_attribute a \
                   WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                 None,
                 &[table.as_str().into()],
@@ -107,10 +124,23 @@ pub fn load_by_id(id: i64) -> Endpoint {
             .unwrap_or_else(|e| spi_fail(e));
         let mut columns = Vec::new();
         let mut column_types = Vec::new();
+        let mut column_base_types = Vec::new();
+        let mut column_inputs = Vec::new();
         let mut key_type = None;
         for row in cols {
             let name: String = row.get(1).ok().flatten().unwrap_or_default();
             let ty: String = row.get(2).ok().flatten().unwrap_or_default();
+            column_base_types.push(
+                row.get::<String>(3)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| ty.clone()),
+            );
+            column_inputs.push(match row.get::<String>(4).ok().flatten().as_deref() {
+                Some("t") => crate::mapping::ColumnInput::Text,
+                Some("j") => crate::mapping::ColumnInput::Json,
+                _ => crate::mapping::ColumnInput::Structured,
+            });
             if name == key_column {
                 key_type = Some(ty.clone());
             }
@@ -151,6 +181,8 @@ pub fn load_by_id(id: i64) -> Endpoint {
             key_type,
             columns,
             column_types,
+            column_base_types,
+            column_inputs,
             key_default,
             key_identity,
         }

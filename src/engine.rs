@@ -1101,14 +1101,15 @@ impl<'a> Run<'a> {
             }
         }
         if !bases.is_empty() {
+            let (s, _, b, c) = LinkRow::columns(&bases);
             db::run(
                 &format!(
                     "UPDATE {}.sync_links l SET base = x.b, base_checksum = x.c, updated_at = now()
-                       FROM json_to_recordset($2) x(s text, b jsonb, c text)
+                       FROM unnest($2::text[], $3::jsonb[], $4::text[]) x(s, b, c)
                       WHERE l.config_id = $1 AND l.source_id = x.s",
                     self.schema
                 ),
-                &[cfg.id.into(), json_text(&bases).into()],
+                &[cfg.id.into(), s.into(), b.into(), c.into()],
             );
         }
         if !drop_s.is_empty() {
@@ -1123,13 +1124,14 @@ impl<'a> Run<'a> {
             }
         }
         if !new_links.is_empty() {
+            let (s, t, b, c) = LinkRow::columns(&new_links);
             db::run(
                 &format!(
                     "INSERT INTO {}.sync_links (config_id, source_id, target_id, base, base_checksum)
-                     SELECT $1, x.s, x.t, x.b, x.c FROM json_to_recordset($2) x(s text, t text, b jsonb, c text)",
+                     SELECT $1, x.s, x.t, x.b, x.c FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::text[]) x(s, t, b, c)",
                     self.schema
                 ),
-                &[cfg.id.into(), json_text(&new_links).into()],
+                &[cfg.id.into(), s.into(), t.into(), b.into(), c.into()],
             );
         }
         // conflicts, with both sides' values: a losing value is never lost
@@ -1316,7 +1318,6 @@ impl serde::Serialize for VersionedRow<'_> {
 }
 
 /// A link row to insert or whose base to update.
-#[derive(serde::Serialize)]
 struct LinkRow<'a> {
     s: &'a str,
     t: Option<&'a str>,
@@ -1332,6 +1333,27 @@ impl<'a> LinkRow<'a> {
             b,
             c: merge::base_checksum(b),
         }
+    }
+
+    /// The rows as column arrays (source ids, target ids, bases, checksums): array
+    /// parameters, the bases as jsonb built in Rust, so nothing is parsed on the way in.
+    #[allow(clippy::type_complexity)]
+    fn columns<'r>(
+        rows: &'r [LinkRow<'a>],
+    ) -> (
+        Vec<&'a str>,
+        Vec<Option<&'a str>>,
+        Vec<crate::capture::JsonbObject<'a>>,
+        Vec<&'r str>,
+    ) {
+        (
+            rows.iter().map(|r| r.s).collect(),
+            rows.iter().map(|r| r.t).collect(),
+            rows.iter()
+                .map(|r| crate::capture::JsonbObject(r.b))
+                .collect(),
+            rows.iter().map(|r| r.c.as_str()).collect(),
+        )
     }
 }
 
@@ -1359,6 +1381,14 @@ fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>, &Row)]) -> Vec<
     }
     for (cols, rows) in groups {
         let cols: Vec<String> = cols.into_iter().map(String::from).collect();
+        if let Some(done) = update_guarded_arrays(e, &cols, &rows) {
+            missed.extend(
+                rows.iter()
+                    .filter(|r| !done.contains(r.0))
+                    .map(|r| r.0.to_string()),
+            );
+            continue;
+        }
         let defs = cols
             .iter()
             .map(|c| {
@@ -1392,6 +1422,67 @@ fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>, &Row)]) -> Vec<
         );
     }
     missed
+}
+
+/// `update_guarded` for one set of scalar and JSON columns: the values go in as one
+/// text array per column (nothing to parse but each value's own input), cast to the
+/// column's type without modifiers so that the modifier applies as an assignment.
+/// None when a column is an array or composite: `json_to_recordset` converts those.
+fn update_guarded_arrays(
+    e: &Endpoint,
+    cols: &[String],
+    rows: &[(&str, &Version, &Row)],
+) -> Option<HashSet<String>> {
+    let mut casts = Vec::with_capacity(cols.len());
+    let mut inputs = Vec::with_capacity(cols.len());
+    for c in cols {
+        let i = e.column_index(c)?;
+        let input = e.column_inputs[i];
+        if input == crate::mapping::ColumnInput::Structured {
+            return None;
+        }
+        casts.push(format!("r.v{}::{}", casts.len(), e.column_base_types[i]));
+        inputs.push(input);
+    }
+    let sql = format!(
+        "UPDATE {table} t SET ({cols}) = ROW({casts})
+           FROM unnest($1::text[]::tid[], $2::text[]::xid[], $3::text[]::oid[]{params}) AS r(c, x, o{names})
+          WHERE t.ctid = r.c AND t.xmin = r.x AND t.tableoid = r.o
+         RETURNING {k}",
+        table = e.table,
+        cols = col_list(cols, ""),
+        casts = casts.join(", "),
+        params = (0..cols.len())
+            .map(|i| format!(", ${}::text[]", i + 4))
+            .collect::<String>(),
+        names = (0..cols.len()).map(|i| format!(", v{i}")).collect::<String>(),
+        k = key_text(e, "t"),
+    );
+    let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
+        rows.iter()
+            .map(|r| r.1.ctid.as_str())
+            .collect::<Vec<_>>()
+            .into(),
+        rows.iter()
+            .map(|r| r.1.xmin.as_str())
+            .collect::<Vec<_>>()
+            .into(),
+        rows.iter()
+            .map(|r| r.1.tableoid.as_str())
+            .collect::<Vec<_>>()
+            .into(),
+    ];
+    for (c, input) in cols.iter().zip(inputs) {
+        let vals: Vec<Option<String>> = rows
+            .iter()
+            .map(|r| {
+                r.2.get(c)
+                    .and_then(|v| crate::mapping::input_text(v, input))
+            })
+            .collect();
+        args.push(vals.into());
+    }
+    Some(written_keys(&sql, &args))
 }
 
 /// DELETE rows (key, ctid when read) that are still the version the run read; returns

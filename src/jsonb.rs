@@ -10,7 +10,7 @@
 //! entry's length. Object keys are sorted shorter first, then bytewise. A scalar at the
 //! top is stored as a one-element array flagged as a raw scalar.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 const JB_FSCALAR: u32 = 0x1000_0000;
 const JB_FOBJECT: u32 = 0x2000_0000;
@@ -183,14 +183,34 @@ fn put_value(
         Value::Number(n) => put_number(b, &n.to_string(), numeric),
         Value::String(s) => put_string(b, s),
         Value::Array(a) => put_container(b, a.len(), None, 0, |b, i| put_value(b, &a[i], numeric)),
-        Value::Object(m) => {
-            let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
-            keys.sort_by(|a, b| key_order(a, b));
-            put_container(b, keys.len(), Some(&keys), 0, |b, i| {
-                put_value(b, &m[keys[i]], numeric)
-            })
-        }
+        Value::Object(m) => put_map(b, m, numeric),
     }
+}
+
+fn put_map(
+    b: &mut Vec<u8>,
+    m: &Map<String, Value>,
+    numeric: &mut dyn FnMut(&str, &mut Vec<u8>),
+) -> Option<u32> {
+    let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
+    keys.sort_by(|a, b| key_order(a, b));
+    put_container(b, keys.len(), Some(&keys), 0, |b, i| {
+        put_value(b, &m[keys[i]], numeric)
+    })
+}
+
+fn finish(mut b: Vec<u8>) -> Vec<u8> {
+    let header = varlena_header(b.len());
+    b[..4].copy_from_slice(&header);
+    b
+}
+
+/// The bytes of the jsonb datum for the object `m` (see [`value_image`]).
+pub fn object_image(m: &Map<String, Value>, numeric: NumericEncoder) -> Option<Vec<u8>> {
+    let mut b = Vec::with_capacity(128);
+    b.resize(4, 0);
+    put_map(&mut b, m, numeric)?;
+    Some(finish(b))
 }
 
 /// The bytes of the jsonb datum for `v`, with the 4-byte varlena header set. None when
@@ -204,9 +224,7 @@ pub fn value_image(v: &Value, numeric: NumericEncoder) -> Option<Vec<u8>> {
             put_value(b, scalar, numeric)
         })?,
     };
-    let header = varlena_header(b.len());
-    b[..4].copy_from_slice(&header);
-    Some(b)
+    Some(finish(b))
 }
 
 #[cfg(test)]

@@ -271,6 +271,29 @@ impl Mapping {
     }
 }
 
+/// How values reach a column of some type when written: as text through the type's
+/// input function (what `json_to_recordset` does with a scalar column), or as a whole
+/// JSON document to convert (arrays and composite types, which JSON spells differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnInput {
+    /// a scalar type: JSON strings as their contents, other values as JSON text
+    Text,
+    /// json / jsonb: every value as JSON text (a string keeps its quotes)
+    Json,
+    /// arrays and composites
+    Structured,
+}
+
+/// The input text a column of that kind takes for a JSON value (None = SQL NULL);
+/// the same text `json_to_recordset` hands a scalar column's input function.
+pub fn input_text(v: &Value, input: ColumnInput) -> Option<String> {
+    match (v, input) {
+        (Value::Null, _) => None,
+        (Value::String(s), ColumnInput::Text) => Some(s.clone()),
+        (v, _) => Some(v.to_string()),
+    }
+}
+
 /// Equality used by the merge: numbers compare numerically (1 == 1.0),
 /// strings/bools/null exactly, arrays and objects deeply with the same rule.
 /// A string "1" is NOT equal to the number 1.
@@ -300,12 +323,43 @@ fn as_integer(n: &Number) -> Option<i128> {
 }
 
 fn numbers_equal(x: &Number, y: &Number) -> bool {
+    // exact decimal comparison first: values with more digits than an f64 holds
+    // (numeric columns) must not compare equal because they round alike
+    if let (Some(a), Some(b)) = (decimal(&x.to_string()), decimal(&y.to_string())) {
+        return a == b;
+    }
     match (as_integer(x), as_integer(y)) {
         (Some(a), Some(b)) => a == b,
         (Some(i), None) => float_equals_integer(y.as_f64(), i),
         (None, Some(i)) => float_equals_integer(x.as_f64(), i),
         (None, None) => x.as_f64() == y.as_f64(),
     }
+}
+
+/// A JSON number's exact value as (negative, significant digits, exponent of the
+/// last digit): "1.50", "15e-1" and "0.015E2" all give (false, "15", -1); zero is
+/// (false, "", 0). None for text outside JSON's number grammar.
+fn decimal(s: &str) -> Option<(bool, String, i64)> {
+    let (neg, rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let all = format!("{int}{frac}");
+    let digits = all.trim_start_matches('0');
+    let trimmed = digits.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let exp = exp - frac.len() as i64 + (digits.len() - trimmed.len()) as i64;
+    Some((neg, trimmed.to_string(), exp))
 }
 
 /// Exact comparison of a float with an integer (no rounding of the integer).
@@ -622,6 +676,10 @@ fn to_number(v: &Value, column: &str) -> Result<Value, MappingError> {
             if let Ok(n) = t.parse::<u64>() {
                 return Ok(Value::Number(n.into()));
             }
+            // a decimal keeps all its digits
+            if let Ok(n) = serde_json::from_str::<Number>(t) {
+                return Ok(Value::Number(n));
+            }
             match t.parse::<f64>().ok().and_then(Number::from_f64) {
                 Some(n) => Ok(Value::Number(n)),
                 None => err(format!(
@@ -723,6 +781,58 @@ fn show(v: &Value) -> String {
 fn show_list(cols: &[String]) -> String {
     let items: Vec<String> = cols.iter().map(|c| show_str(c)).collect();
     format!("[{}]", items.join(", "))
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_compare_exactly_beyond_f64() {
+        let n = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+        assert!(values_equal(&n("1.50"), &n("1.5")));
+        assert!(values_equal(&n("15e-1"), &n("0.015E2")));
+        assert!(values_equal(&n("0"), &n("-0.000")));
+        assert!(values_equal(&n("100"), &n("1e2")));
+        assert!(!values_equal(
+            &n("98765432109876.1234567891"),
+            &n("98765432109876.1234567892")
+        ));
+        assert!(!values_equal(
+            &n("9007199254740993"),
+            &n("9007199254740992")
+        ));
+        assert!(!values_equal(&n("-1.5"), &n("1.5")));
+        assert_eq!(decimal("0.0120"), Some((false, "12".into(), -3)));
+        assert_eq!(decimal("1200"), Some((false, "12".into(), 2)));
+        assert_eq!(decimal("abc"), None);
+        // the exact text survives a round trip through Value
+        assert_eq!(
+            n("98765432109876.1234567891").to_string(),
+            "98765432109876.1234567891"
+        );
+    }
+
+    #[test]
+    fn input_text_is_what_a_column_input_function_gets() {
+        let t = ColumnInput::Text;
+        let j = ColumnInput::Json;
+        assert_eq!(input_text(&json!(null), t), None);
+        assert_eq!(input_text(&json!(null), j), None);
+        assert_eq!(input_text(&json!("a \"b\""), t).as_deref(), Some("a \"b\""));
+        assert_eq!(input_text(&json!("a"), j).as_deref(), Some("\"a\""));
+        assert_eq!(input_text(&json!(-1.5), t).as_deref(), Some("-1.5"));
+        assert_eq!(
+            input_text(&json!(12345678901i64), t).as_deref(),
+            Some("12345678901")
+        );
+        assert_eq!(input_text(&json!(true), t).as_deref(), Some("true"));
+        assert_eq!(
+            input_text(&json!({"a": [1, "x"]}), j).as_deref(),
+            Some(r#"{"a":[1,"x"]}"#)
+        );
+    }
 }
 
 #[cfg(test)]
@@ -874,7 +984,12 @@ mod tests {
             (json!("42"), json!(42)),
             (json!(" -7 "), json!(-7)),
             (json!("1.5"), json!(1.5)),
+            // exact text kept: compared as numbers below
             (json!("1e3"), json!(1000.0)),
+            (
+                json!("12345678901234.5678901234"),
+                serde_json::from_str("12345678901234.5678901234").unwrap(),
+            ),
             (json!("18446744073709551615"), json!(u64::MAX)),
             (json!(""), Value::Null),
             (json!("   "), Value::Null),
@@ -884,7 +999,12 @@ mod tests {
         ];
         for (input, expected) in cases {
             let t = m.to_target(&row(json!({ "a": input.clone() }))).unwrap();
-            assert_eq!(t["b"], expected, "input {input}");
+            assert!(
+                values_equal(&t["b"], &expected),
+                "input {input}: {}",
+                t["b"]
+            );
+            assert_eq!(t["b"].is_number(), expected.is_number(), "input {input}");
         }
         assert!(t_is_integer(&m, "42"));
         assert!(!t_is_integer(&m, "42.0"));
@@ -936,7 +1056,12 @@ mod tests {
         ];
         for (input, expected) in cases {
             let t = m.to_target(&row(json!({ "a": input.clone() }))).unwrap();
-            assert_eq!(t["b"], expected, "input {input}");
+            assert!(
+                values_equal(&t["b"], &expected),
+                "input {input}: {}",
+                t["b"]
+            );
+            assert_eq!(t["b"].is_number(), expected.is_number(), "input {input}");
         }
     }
 

@@ -480,6 +480,9 @@ pub fn coerce(v: Value, kind: ValueKind) -> Value {
             let t = s.trim();
             if let Ok(i) = t.parse::<i64>() {
                 Value::from(i)
+            } else if let Ok(n) = serde_json::from_str::<serde_json::Number>(t) {
+                // a decimal keeps all its digits
+                Value::Number(n)
             } else if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
                 Value::Number(n)
             } else {

@@ -241,8 +241,7 @@ fn put_scalar(
 }
 
 /// The `fields` object as the bytes of a jsonb datum, exactly what `jsonb_in` makes of
-/// [`fields_json`]'s text, without parsing it. The first 4 bytes are the varlena
-/// header, left zero for the caller to set. None when a JSON-typed column has a value
+/// [`fields_json`]'s text, without parsing it (varlena header included). None when a JSON-typed column has a value
 /// (its text needs parsing) or a value is too long for jsonb.
 pub fn fields_jsonb(
     cols: &Cols,
@@ -267,6 +266,8 @@ pub fn fields_jsonb(
             put_scalar(b, kind, side.map_or(&None, |s| &s[i]), numeric)
         })
     })?;
+    let header = jsonb::varlena_header(b.len());
+    b[..4].copy_from_slice(&header);
     Some(b)
 }
 
@@ -316,7 +317,8 @@ mod tests {
             assert_eq!(
                 f,
                 json!({"id": {"old": null, "new": 7}, "name": {"old": null, "new": "Ann \"A\"\n"},
-                       "score": {"old": null, "new": 1.50}, "active": {"old": null, "new": true},
+                       "score": {"old": null, "new": serde_json::from_str::<Value>("1.50").unwrap()},
+                       "active": {"old": null, "new": true},
                        "meta": {"old": null, "new": {"a": [1, 2]}}})
             );
             assert_eq!(r.operation, "insert");
@@ -434,7 +436,7 @@ mod tests {
              00106e65776f6c6400002000000000a0d2042000000000800500",
         );
         let img = r.fields_jsonb.expect("scalar values have an image");
-        assert_eq!(&img[..4], &[0, 0, 0, 0], "header left to the caller");
+        assert_eq!(img[..4], jsonb::varlena_header(img.len()));
         assert_eq!(img[4..], want[..]);
     }
 

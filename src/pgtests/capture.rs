@@ -14,6 +14,11 @@ mod tests {
         .unwrap();
     }
 
+    /// A JSON number with its exact text (numbers keep their digits and scale)
+    fn dec(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
+    }
+
     fn changes(system: &str) -> serde_json::Value {
         json(&format!(
             "SELECT coalesce(jsonb_agg(jsonb_build_object('id', entity_id, 'op', operation, 'fields', fields,
@@ -47,7 +52,7 @@ mod tests {
             json!({
                 "id": {"old": null, "new": 1},
                 "name": {"old": null, "new": "Ann"},
-                "score": {"old": null, "new": 1.50},
+                "score": {"old": null, "new": dec("1.50")},
                 "meta": {"old": null, "new": {"tags": ["vip"]}},
                 "seen_at": {"old": null, "new": "2026-01-02 03:04:05"},
                 "active": {"old": null, "new": true},
@@ -60,7 +65,7 @@ mod tests {
             c[1]["fields"],
             json!({
                 "name": {"old": "Ann", "new": "Anne"},
-                "score": {"old": 1.50, "new": 2},
+                "score": {"old": dec("1.50"), "new": 2},
                 "visits": {"old": null, "new": 3}
             })
         );
