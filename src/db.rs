@@ -56,3 +56,38 @@ pub fn scoped<R>(f: impl FnOnce() -> R) -> R {
     drop(outer);
     r
 }
+
+/// Run `f` with the planner held to index and TID lookups (no sequential scans, hash
+/// or merge joins). For statements that touch one batch of rows by key or ctid: with
+/// a batch of thousands the planner's estimate favours scanning the whole table once
+/// per batch, which makes a run's cost follow the table's size. The settings are
+/// transaction-local and put back afterwards (an error rolls them back with the
+/// subtransaction it aborts).
+pub fn lookups_only<R>(f: impl FnOnce() -> R) -> R {
+    const KNOBS: &str = "enable_seqscan, enable_hashjoin, enable_mergejoin";
+    let prev = one::<Vec<String>>(
+        "SELECT ARRAY[current_setting('enable_seqscan'), current_setting('enable_hashjoin'),
+                      current_setting('enable_mergejoin')]",
+        &[],
+    )
+    .unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            &format!("sync_engine: cannot read {KNOBS}"),
+        )
+    });
+    let set =
+        "SELECT set_config('enable_seqscan', $1, true), set_config('enable_hashjoin', $2, true),
+                      set_config('enable_mergejoin', $3, true)";
+    run(set, &["off".into(), "off".into(), "off".into()]);
+    let r = f();
+    run(
+        set,
+        &[
+            prev[0].as_str().into(),
+            prev[1].as_str().into(),
+            prev[2].as_str().into(),
+        ],
+    );
+    r
+}

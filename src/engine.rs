@@ -1102,15 +1102,17 @@ impl<'a> Run<'a> {
         }
         if !bases.is_empty() {
             let (s, _, b, c) = LinkRow::columns(&bases);
-            db::run(
-                &format!(
+            db::lookups_only(|| {
+                db::run(
+                    &format!(
                     "UPDATE {}.sync_links l SET base = x.b, base_checksum = x.c, updated_at = now()
                        FROM unnest($2::text[], $3::jsonb[], $4::text[]) x(s, b, c)
                       WHERE l.config_id = $1 AND l.source_id = x.s",
                     self.schema
                 ),
-                &[cfg.id.into(), s.into(), b.into(), c.into()],
-            );
+                    &[cfg.id.into(), s.into(), b.into(), c.into()],
+                )
+            });
         }
         if !drop_s.is_empty() {
             for (col, ids) in [("source_id", drop_s), ("target_id", drop_t)] {
@@ -1482,7 +1484,7 @@ fn update_guarded_arrays(
             .collect();
         args.push(vals.into());
     }
-    Some(written_keys(&sql, &args))
+    Some(db::lookups_only(|| written_keys(&sql, &args)))
 }
 
 /// DELETE rows (key, ctid when read) that are still the version the run read; returns
@@ -1512,7 +1514,9 @@ fn delete_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>)]) -> Vec<String
             table = e.table,
             k = key_text(e, "t"),
         );
-        let done = written_keys(&sql, &[ctids.into(), xmins.into(), tableoids.into()]);
+        let done = db::lookups_only(|| {
+            written_keys(&sql, &[ctids.into(), xmins.into(), tableoids.into()])
+        });
         missed.extend(
             keys.into_iter()
                 .filter(|k| !done.contains(*k))

@@ -180,7 +180,7 @@ fn put_value(
         Value::Null => Some(JENTRY_ISNULL),
         Value::Bool(true) => Some(JENTRY_ISBOOL_TRUE),
         Value::Bool(false) => Some(JENTRY_ISBOOL_FALSE),
-        Value::Number(n) => put_number(b, &n.to_string(), numeric),
+        Value::Number(n) => put_number(b, n.as_str(), numeric),
         Value::String(s) => put_string(b, s),
         Value::Array(a) => put_container(b, a.len(), None, 0, |b, i| put_value(b, &a[i], numeric)),
         Value::Object(m) => put_map(b, m, numeric),

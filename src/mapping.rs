@@ -325,7 +325,11 @@ fn as_integer(n: &Number) -> Option<i128> {
 fn numbers_equal(x: &Number, y: &Number) -> bool {
     // exact decimal comparison first: values with more digits than an f64 holds
     // (numeric columns) must not compare equal because they round alike
-    if let (Some(a), Some(b)) = (decimal(&x.to_string()), decimal(&y.to_string())) {
+    let (xs, ys) = (x.as_str(), y.as_str());
+    if xs == ys {
+        return true;
+    }
+    if let (Some(a), Some(b)) = (decimal(xs), decimal(ys)) {
         return a == b;
     }
     match (as_integer(x), as_integer(y)) {
