@@ -329,6 +329,11 @@ fn numbers_equal(x: &Number, y: &Number) -> bool {
     if xs == ys {
         return true;
     }
+    // two integers in JSON's spelling (no leading zeros, no "-0"): equal only as text
+    let integer = |s: &str| !s.contains(['.', 'e', 'E']) && s != "-0";
+    if integer(xs) && integer(ys) {
+        return false;
+    }
     if let (Some(a), Some(b)) = (decimal(xs), decimal(ys)) {
         return a == b;
     }
