@@ -78,7 +78,7 @@ CREATE TABLE sync_links (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (config_id, source_id),
     UNIQUE (config_id, target_id)
-) WITH (fillfactor = 70);  -- room for HOT updates of the base
+) WITH (fillfactor = 50);  -- room for HOT updates of every base on a page (a full sync)
 
 CREATE TABLE sync_runs (
     id           bigserial   PRIMARY KEY,

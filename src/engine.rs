@@ -98,6 +98,9 @@ struct Run<'a> {
     window_pred: Option<String>,
     /// (target side?, key) of rows the last failed apply found changed by someone else
     raced: std::cell::RefCell<Vec<(bool, String)>>,
+    /// links inserted since the links table was last analyzed, and how many rows it
+    /// had then (see `links_added`)
+    links_growth: std::cell::Cell<(f64, f64)>,
     /// microseconds spent loading rows, up to the merge's end, applying (DEBUG1 log)
     timing: [u128; 3],
 }
@@ -179,6 +182,14 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
             .is_some()
             .then(|| changes::window_predicate(&window, "c")),
         raced: Default::default(),
+        links_growth: std::cell::Cell::new((
+            0.0,
+            db::one::<f32>(
+                "SELECT reltuples FROM pg_class WHERE oid = $1::regclass",
+                &[format!("{schema}.sync_links").into()],
+            )
+            .map_or(0.0, |n| f64::from(n.max(0.0))),
+        )),
         timing: [0; 3],
     };
     let work_sql = if cfg.position.is_none() {
@@ -967,6 +978,46 @@ impl<'a> Run<'a> {
     }
 
     /// Apply a set of ops with set-based statements. Runs inside a subtransaction.
+    /// Delete this config's links of these source keys and of these target keys: one
+    /// index lookup per key.
+    fn drop_links(&self, sources: Vec<String>, targets: Vec<String>) {
+        for (col, ids) in [("source_id", sources), ("target_id", targets)] {
+            if ids.is_empty() {
+                continue;
+            }
+            db::lookups_only(|| {
+                db::run(
+                    &format!(
+                        "DELETE FROM {}.sync_links l USING unnest($2::text[]) AS x(id)
+                          WHERE l.config_id = $1 AND l.{col} = x.id",
+                        self.schema
+                    ),
+                    &[self.cfg.id.into(), ids.into()],
+                )
+            });
+        }
+    }
+
+    /// Count links inserted by this run; once they are as many again as the links table
+    /// had when last analyzed, analyze it. An initial load grows it from nothing within
+    /// one transaction, and with statistics of an empty table the planner looks keys up
+    /// through the wrong index and reads every link of the config per batch.
+    fn links_added(&self, n: usize) {
+        let (since, known) = self.links_growth.get();
+        let since = since + n as f64;
+        if since < known.max(1000.0) {
+            self.links_growth.set((since, known));
+            return;
+        }
+        db::run(&format!("ANALYZE {}.sync_links", self.schema), &[]);
+        let now = db::one::<f32>(
+            "SELECT reltuples FROM pg_class WHERE oid = $1::regclass",
+            &[format!("{}.sync_links", self.schema).into()],
+        )
+        .map_or(known + since, f64::from);
+        self.links_growth.set((0.0, now.max(known + since)));
+    }
+
     fn apply(&self, ops: &[Op]) -> Stats {
         let mut st = Stats {
             synced: ops.len() as i64,
@@ -1092,8 +1143,6 @@ impl<'a> Run<'a> {
                         drop_t.push(ot.clone());
                     }
                     if let (LinkAction::Upsert(base), Some(s), Some(t)) = (link, sid, tid) {
-                        drop_s.push(s.clone());
-                        drop_t.push(t.clone());
                         st.new_targets.push(t.clone());
                         new_links.push(LinkRow::new(s, Some(t), base));
                     }
@@ -1114,27 +1163,35 @@ impl<'a> Run<'a> {
                 )
             });
         }
-        if !drop_s.is_empty() {
-            for (col, ids) in [("source_id", drop_s), ("target_id", drop_t)] {
-                db::run(
+        self.drop_links(drop_s, drop_t);
+        if !new_links.is_empty() {
+            // a stale link of either key (a relinked pair, a reused key) is replaced:
+            // found by the insert itself, so the common case costs no extra lookups
+            let insert = |rows: &[LinkRow], on_conflict: &str| -> HashSet<String> {
+                let (s, t, b, c) = LinkRow::columns(rows);
+                written_keys(
                     &format!(
-                        "DELETE FROM {}.sync_links WHERE config_id = $1 AND {col} = ANY($2)",
+                        "INSERT INTO {}.sync_links (config_id, source_id, target_id, base, base_checksum)
+                         SELECT $1, x.s, x.t, x.b, x.c FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::text[]) x(s, t, b, c)
+                         {on_conflict} RETURNING source_id",
                         self.schema
                     ),
-                    &[cfg.id.into(), ids.into()],
+                    &[cfg.id.into(), s.into(), t.into(), b.into(), c.into()],
+                )
+            };
+            let done = insert(&new_links, "ON CONFLICT DO NOTHING");
+            let stale: Vec<LinkRow> = new_links
+                .into_iter()
+                .filter(|l| !done.contains(l.s))
+                .collect();
+            if !stale.is_empty() {
+                self.drop_links(
+                    stale.iter().map(|l| l.s.to_string()).collect(),
+                    stale.iter().filter_map(|l| l.t.map(String::from)).collect(),
                 );
+                insert(&stale, "");
             }
-        }
-        if !new_links.is_empty() {
-            let (s, t, b, c) = LinkRow::columns(&new_links);
-            db::run(
-                &format!(
-                    "INSERT INTO {}.sync_links (config_id, source_id, target_id, base, base_checksum)
-                     SELECT $1, x.s, x.t, x.b, x.c FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::text[]) x(s, t, b, c)",
-                    self.schema
-                ),
-                &[cfg.id.into(), s.into(), t.into(), b.into(), c.into()],
-            );
+            self.links_added(done.len() + stale.len());
         }
         // conflicts, with both sides' values: a losing value is never lost
         let conflicts: Vec<Value> = ops

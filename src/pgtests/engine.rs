@@ -557,6 +557,37 @@ pub mod tests {
         assert_eq!(counts(&db.sync(c)), json!([0, 0, 0, 0, 0]));
     }
 
+    /// A link left behind for a target key that a create now hands out again is
+    /// replaced by the new pair's link, not kept (and the new link not lost).
+    #[test]
+    fn a_stale_link_of_a_reused_key_is_replaced() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "e_stale", "latest_wins", "bidirectional", "NULL");
+        // past the initial load (which would see the stale link and drop it itself)
+        db.sync(c);
+        db.exec(&format!(
+            "INSERT INTO sync_links (config_id, source_id, target_id, base, base_checksum)
+             VALUES ({c}, '999', 'hs-1000', '{{}}', 'x')"
+        ));
+        db.exec("INSERT INTO e_stale.crm (full_name) VALUES ('Ada Lovelace')");
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([1, 0, 0, 0, 0]), "{r}");
+        assert_eq!(
+            db.rows(&format!(
+                "SELECT source_id, target_id FROM sync_links WHERE config_id = {c} ORDER BY 1"
+            )),
+            json!([{"source_id": "1", "target_id": "hs-1000"}])
+        );
+        // and the pair syncs through that link
+        db.exec("UPDATE e_stale.hub SET phone = '555-9' WHERE id = 'hs-1000'");
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 1, 0, 0, 0]), "{r}");
+        assert_eq!(
+            db.json("SELECT phone FROM e_stale.crm WHERE id = 1")["phone"],
+            "555-9"
+        );
+    }
+
     #[test]
     fn a_failing_entity_is_recorded_and_retried() {
         let mut db = Db::new();
