@@ -12,7 +12,7 @@
 #      same table.                            target: peak private memory < 256 MB
 #
 #   ROWS=100000      rows for figure 1           SMALL=10000 / BIG=1000000  figure 2 and 3 sizes
-#   CHANGES=15       rows updated per run (2)    REPEATS=5   runs per size (2)
+#   CHANGES=15       rows updated per run (2)    REPEATS=15  runs per size (2)
 #   LOAD_LIMIT=180   seconds the BIG initial load may take; when the ROWS initial load predicts
 #                    more, BIG is reduced to what fits (the output says so)
 #   SKIP_INSTALL=1   do not rebuild/install the extension first
@@ -28,7 +28,7 @@ ROWS=${ROWS:-100000}
 SMALL=${SMALL:-10000}
 BIG=${BIG:-1000000}
 CHANGES=${CHANGES:-15}
-REPEATS=${REPEATS:-5}
+REPEATS=${REPEATS:-15}
 LOAD_LIMIT=${LOAD_LIMIT:-180}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/sync_engine_syncbench}
 BENCH_PORT=${BENCH_PORT:-55434}
