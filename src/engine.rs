@@ -717,6 +717,17 @@ impl<'a> Run<'a> {
         let pending = self.load_pending(&sids, &tids);
         self.timing[0] += t0.elapsed().as_micros();
 
+        // pending manual conflicts by either key (an entry found by both counts once)
+        let mut pending_by: HashMap<(bool, &str), Vec<usize>> = HashMap::new();
+        for (i, (ps, pt, _)) in pending.iter().enumerate() {
+            if let Some(s) = ps {
+                pending_by.entry((true, s.as_str())).or_default().push(i);
+            }
+            if let Some(t) = pt {
+                pending_by.entry((false, t.as_str())).or_default().push(i);
+            }
+        }
+
         // (the work list has one item per pair: the reader folded them)
         let mut pairs: Vec<Item> = Vec::with_capacity(items.len());
         for item in items {
@@ -802,11 +813,15 @@ impl<'a> Run<'a> {
                 }
                 None => (None, None),
             };
-            let pend: Vec<String> = pending
-                .iter()
-                .filter(|(ps, pt, _)| (ps.is_some() && *ps == sid) || (pt.is_some() && *pt == tid))
-                .flat_map(|(_, _, f)| f.clone())
+            let mut hits: Vec<usize> = [(true, &sid), (false, &tid)]
+                .into_iter()
+                .filter_map(|(side, id)| pending_by.get(&(side, id.as_deref()?)))
+                .flatten()
+                .copied()
                 .collect();
+            hits.sort_unstable();
+            hits.dedup();
+            let pend: Vec<String> = hits.iter().flat_map(|&i| pending[i].2.clone()).collect();
             let times = |is_src: bool, id: &Option<String>, last: Option<i64>| Times {
                 fields: match id {
                     Some(id) if !field_times.is_empty() => field_times
