@@ -367,7 +367,9 @@ fn decimal(s: &str) -> Option<(bool, String, i64)> {
     if trimmed.is_empty() {
         return Some((false, String::new(), 0));
     }
-    let exp = exp - frac.len() as i64 + (digits.len() - trimmed.len()) as i64;
+    let exp = exp
+        .checked_sub(frac.len() as i64)?
+        .checked_add((digits.len() - trimmed.len()) as i64)?;
     Some((neg, trimmed.to_string(), exp))
 }
 
@@ -816,6 +818,10 @@ mod input_tests {
         assert_eq!(decimal("0.0120"), Some((false, "12".into(), -3)));
         assert_eq!(decimal("1200"), Some((false, "12".into(), 2)));
         assert_eq!(decimal("abc"), None);
+        assert_eq!(decimal("1E+2"), Some((false, "1".into(), 2)));
+        // an exponent beyond i64 is no exact decimal (the float comparison decides)
+        assert_eq!(decimal("1e9223372036854775807"), Some((false, "1".into(), i64::MAX)));
+        assert_eq!(decimal("1.5e-9223372036854775808"), None);
         // the exact text survives a round trip through Value
         assert_eq!(
             n("98765432109876.1234567891").to_string(),
