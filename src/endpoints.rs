@@ -23,8 +23,9 @@ pub struct Endpoint {
     pub columns: Vec<String>,
     /// `format_type` of each column, same order
     pub column_types: Vec<String>,
-    /// the same without modifiers (`character varying` for `character varying(20)`):
-    /// a value cast to it still meets the modifier as an assignment, which errors
+    /// the type under any domains, without modifiers (`character varying` for
+    /// `character varying(20)`, `bpchar` for `character(3)`): a value cast to it
+    /// meets the column's modifier and domain checks as an assignment, which errors
     /// where an explicit cast to the full type would silently truncate
     pub column_base_types: Vec<String>,
     /// how values are written to each column
@@ -107,16 +108,25 @@ pub fn load_by_id(id: i64) -> Endpoint {
         let table: String = r.get(5).ok().flatten().unwrap_or_default();
         let cols = client
             .select(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL), \
-                        (WITH RECURSIVE d(oid, depth) AS ( \
-                             SELECT a.atttypid, 0 \
-                             UNION ALL SELECT t.typbasetype, d.depth + 1 FROM pg_type t JOIN d ON t.oid = d.oid \
-                              WHERE t.typtype = 'd' AND d.depth < 16) \
-                         SELECT CASE WHEN bool_or(t.typtype = 'c' OR t.typcategory = 'A') THEN 's' \
-                                     WHEN bool_or(t.oid IN ('json'::regtype, 'jsonb'::regtype)) THEN 'j' \
-                                     ELSE 't' END \
-                           FROM d JOIN pg_type t ON t.oid = d.oid) \
-                   FROM pg_attribute a \
+                // per column: its type, the bottom type under any domains without a
+                // modifier (format_type(.., -1): "bpchar", not "character", which
+                // means character(1)), and how values reach it: 's' (arrays,
+                // composites, and types with a cast function from text, which may
+                // read text differently from their input function) go through
+                // json_to_recordset; 'j' json/jsonb; 't' text through the input
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(b.oid, -1), \
+                        CASE WHEN b.typtype = 'c' OR b.typcategory = 'A' \
+                                  OR EXISTS (SELECT 1 FROM pg_cast c WHERE c.castsource = 'text'::regtype \
+                                                AND c.casttarget = b.oid AND c.castmethod = 'f') THEN 's' \
+                             WHEN b.oid IN ('json'::regtype, 'jsonb'::regtype) THEN 'j' \
+                             ELSE 't' END \
+                   FROM pg_attribute a, \
+                        LATERAL (WITH RECURSIVE d(oid, depth) AS ( \
+                                     SELECT a.atttypid, 0 \
+                                     UNION ALL SELECT t.typbasetype, d.depth + 1 FROM pg_type t JOIN d ON t.oid = d.oid \
+                                      WHERE t.typtype = 'd' AND d.depth < 64) \
+                                 SELECT t.oid, t.typtype, t.typcategory FROM d JOIN pg_type t ON t.oid = d.oid \
+                                  ORDER BY d.depth DESC LIMIT 1) b \
                   WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                 None,
                 &[table.as_str().into()],

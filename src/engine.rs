@@ -1024,7 +1024,12 @@ impl<'a> Run<'a> {
             self.links_growth.set((since, known));
             return;
         }
-        db::run(&format!("ANALYZE {}.sync_links", self.schema), &[]);
+        // SKIP_LOCKED: never wait for (or deadlock with) another run holding the
+        // lock its own ANALYZE took, which lasts until that run commits
+        db::run(
+            &format!("ANALYZE (SKIP_LOCKED) {}.sync_links", self.schema),
+            &[],
+        );
         let now = db::one::<f32>(
             "SELECT reltuples FROM pg_class WHERE oid = $1::regclass",
             &[format!("{}.sync_links", self.schema).into()],
@@ -1488,7 +1493,7 @@ fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>, &Row)]) -> Vec<
             k = key_text(e, "t"),
         );
         let arr: Vec<VersionedRow> = rows.iter().map(|r| VersionedRow(r.1, r.2)).collect();
-        let done = written_keys(&sql, &[json_text(&arr).into()]);
+        let done = db::lookups_only(|| written_keys(&sql, &[json_text(&arr).into()]));
         missed.extend(
             rows.iter()
                 .filter(|r| !done.contains(r.0))
@@ -1554,6 +1559,11 @@ fn update_guarded_arrays(
                     .and_then(|v| crate::mapping::input_text(v, input))
             })
             .collect();
+        // text cannot hold a NUL (a json value may spell one "\u0000"):
+        // json_to_recordset refuses it with a proper error
+        if vals.iter().flatten().any(|v| v.contains('\0')) {
+            return None;
+        }
         args.push(vals.into());
     }
     Some(db::lookups_only(|| written_keys(&sql, &args)))

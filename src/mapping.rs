@@ -820,7 +820,10 @@ mod input_tests {
         assert_eq!(decimal("abc"), None);
         assert_eq!(decimal("1E+2"), Some((false, "1".into(), 2)));
         // an exponent beyond i64 is no exact decimal (the float comparison decides)
-        assert_eq!(decimal("1e9223372036854775807"), Some((false, "1".into(), i64::MAX)));
+        assert_eq!(
+            decimal("1e9223372036854775807"),
+            Some((false, "1".into(), i64::MAX))
+        );
         assert_eq!(decimal("1.5e-9223372036854775808"), None);
         // the exact text survives a round trip through Value
         assert_eq!(

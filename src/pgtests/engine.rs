@@ -626,34 +626,39 @@ pub mod tests {
 
     /// Updates reach columns of every kind with the value they had: arrays and JSON
     /// keep their structure, numeric(10,2) its scale, a numeric all its digits (more
-    /// than a double holds), an enum its label, and a value too long for the target's
-    /// varchar(5) is an error, never silently cut.
+    /// than a double holds), an enum its label, bit(4) and char(6) their length, and
+    /// a value too long for the target's varchar(5), char(6) or a domain over
+    /// varchar(3) is an error, never silently cut.
     #[test]
     fn updates_keep_every_column_type_and_never_truncate() {
         let mut db = Db::new();
         db.exec(
             "CREATE SCHEMA e_types;
              CREATE TYPE e_types.mood AS ENUM ('sad', 'ok', 'happy');
+             CREATE DOMAIN e_types.short AS varchar(3);
              CREATE TABLE e_types.a (id int PRIMARY KEY, tags text[], meta jsonb, note json,
-                 price numeric(10,2), code text, mood e_types.mood, at timestamptz, flag boolean, big numeric);
+                 price numeric(10,2), code text, mood e_types.mood, at timestamptz, flag boolean, big numeric,
+                 ch text, dv text, bits bit(4));
              CREATE TABLE e_types.b (id int PRIMARY KEY, tags text[], meta jsonb, note json,
-                 price numeric(10,2), code varchar(5), mood e_types.mood, at timestamptz, flag boolean, big numeric);
+                 price numeric(10,2), code varchar(5), mood e_types.mood, at timestamptz, flag boolean, big numeric,
+                 ch char(6), dv e_types.short, bits bit(4));
              SELECT sync_register_table('e_types_a', 'things', 'e_types.a');
              SELECT sync_register_table('e_types_b', 'things', 'e_types.b');
              SELECT sync_create_config('e_types', 'e_types_a', 'e_types_b', 'things');
              UPDATE sync_configs SET enabled = false WHERE name = 'e_types';
              INSERT INTO e_types.a VALUES
                (1, '{x,y}', '{\"k\": [1, 2]}', '\"s\"', 1.5, 'abc', 'ok', '2026-01-02 03:04:05+00', true,
-                123456789012345678901234567890.123),
-               (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+                123456789012345678901234567890.123, 'abcdef', 'ab', B'1010'),
+               (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
         );
         let c = db.json("SELECT id FROM sync_configs WHERE name = 'e_types'")["id"]
             .as_i64()
             .unwrap();
         // json has no equality (and keeps its spacing): compared as jsonb
         let same = "SELECT count(*) AS n FROM (
-                        SELECT id, tags, meta, note::jsonb, price, code, mood, at, flag, big::text FROM e_types.a
-                        EXCEPT SELECT id, tags, meta, note::jsonb, price, code, mood, at, flag, big::text FROM e_types.b) d";
+                        SELECT id, tags, meta, note::jsonb, price, code, mood, at, flag, big::text, ch, dv, bits FROM e_types.a
+                        EXCEPT SELECT id, tags, meta, note::jsonb, price, code, mood, at, flag, big::text, ch::text, dv::text, bits
+                          FROM e_types.b) d";
         let r = db.sync(c);
         assert_eq!(counts(&r), json!([2, 0, 0, 0, 0]), "{r}");
         assert_eq!(db.json(same)["n"], 0);
@@ -661,10 +666,11 @@ pub mod tests {
         db.exec(
             "UPDATE e_types.a SET tags = '{\"a b\",NULL,\"c,d\"}', meta = '\"just a string\"', note = '[1, {\"z\": null}]',
                  price = 12345678.9, code = 'xy', mood = 'happy', at = '2030-12-31 23:59:59.5+00', flag = false,
-                 big = 98765432109876.1234567891
+                 big = 98765432109876.1234567891, ch = 'xy', dv = 'xyz', bits = B'0110'
               WHERE id = 2;
              UPDATE e_types.a SET tags = '{}', meta = '{\"n\": 1.50, \"s\": \"x\"}', note = NULL, price = NULL,
-                 code = NULL, mood = 'sad', at = NULL, flag = NULL, big = 98765432109876.1234567892
+                 code = NULL, mood = 'sad', at = NULL, flag = NULL, big = 98765432109876.1234567892,
+                 ch = 'uvwxyz', dv = NULL, bits = B'0001'
               WHERE id = 1;",
         );
         let r = db.sync(c);
@@ -679,18 +685,32 @@ pub mod tests {
             db.json("SELECT price::text AS p, meta #>> '{}' AS m FROM e_types.b WHERE id = 2"),
             json!({"p": "12345678.90", "m": "just a string"})
         );
-        // too long for varchar(5): an error for that row, the target keeps its value
-        db.exec("UPDATE e_types.a SET code = 'much too long' WHERE id = 2");
-        let r = db.sync(c);
-        assert_eq!(counts(&r), json!([0, 0, 0, 0, 1]), "{r}");
-        assert_eq!(
-            db.json("SELECT code FROM e_types.b WHERE id = 2")["code"],
-            "xy"
+        // too long for varchar(5), for char(6), for a domain over varchar(3): an error
+        // for each of those rows, the target keeps its values
+        db.exec(
+            "UPDATE e_types.a SET code = 'much too long' WHERE id = 2;
+             INSERT INTO e_types.a (id, ch) VALUES (3, 'abc');",
         );
-        let e = db.json(&format!(
+        db.sync(c);
+        db.exec(
+            "UPDATE e_types.a SET ch = 'seven!!' WHERE id = 3;
+             UPDATE e_types.a SET dv = 'abcd' WHERE id = 1;",
+        );
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 0, 0, 0, 3]), "{r}");
+        assert_eq!(
+            db.rows("SELECT id, code, ch, dv FROM e_types.b ORDER BY id"),
+            json!([{"id": 1, "code": null, "ch": "uvwxyz", "dv": null},
+                   {"id": 2, "code": "xy", "ch": "xy    ", "dv": "xyz"},
+                   {"id": 3, "code": null, "ch": "abc   ", "dv": null}])
+        );
+        let e = db.rows(&format!(
             "SELECT message FROM sync_errors WHERE config_id = {c} AND NOT resolved"
         ));
-        assert!(e["message"].as_str().unwrap().contains("too long"), "{e}");
+        assert_eq!(e.as_array().unwrap().len(), 3, "{e}");
+        for m in e.as_array().unwrap() {
+            assert!(m["message"].as_str().unwrap().contains("too long"), "{e}");
+        }
     }
 
     #[test]
