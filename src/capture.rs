@@ -364,7 +364,7 @@ impl pgrx::IntoDatum for JsonbObject<'_> {
             Some(img) => Some(image_datum(&img)),
             // too long for jsonb: let jsonb_in say so
             None => {
-                Some(unsafe { fields_datum(None, &serde_json::to_string(self.0).expect("JSON")) })
+                Some(unsafe { jsonb_datum(None, &serde_json::to_string(self.0).expect("JSON")) })
             }
         }
     }
@@ -374,9 +374,9 @@ impl pgrx::IntoDatum for JsonbObject<'_> {
     }
 }
 
-/// The jsonb datum of a record's fields: its prebuilt image when there is one,
+/// A jsonb datum: the prebuilt image when there is one,
 /// else the JSON text parsed by jsonb_in.
-pub(crate) unsafe fn fields_datum(image: Option<&[u8]>, text: &str) -> pg_sys::Datum {
+pub(crate) unsafe fn jsonb_datum(image: Option<&[u8]>, text: &str) -> pg_sys::Datum {
     if let Some(img) = image {
         return image_datum(img);
     }
@@ -416,7 +416,7 @@ unsafe fn insert_direct(log: &LogRel, ch: &Change) -> bool {
         &[Some(pg_sys::Datum::from(log.seqid))],
     )
     .expect("nextval");
-    let jsonb = fields_datum(ch.rec.fields_jsonb.as_deref(), fields);
+    let jsonb = jsonb_datum(ch.rec.fields_jsonb.as_deref(), fields);
     let txid = pg_sys::GetTopFullTransactionId().value;
     let mut values = [
         id,

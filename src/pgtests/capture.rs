@@ -113,7 +113,7 @@ mod tests {
     /// change_log.fields would misbehave). 40 columns: past jsonb's offset stride of 32.
     #[pg_test]
     fn prebuilt_fields_are_byte_identical_to_parsed_json() {
-        use crate::capture::{fields_datum, numeric_image};
+        use crate::capture::{jsonb_datum, numeric_image};
         use crate::rowjson::{self, ColKind, ColValue, Cols};
         let numbers = [
             "0",
@@ -190,8 +190,8 @@ mod tests {
                 .as_deref()
                 .expect("no JSON columns: an image is built");
             unsafe {
-                let ours = fields_datum(Some(image), &rec.fields).cast_mut_ptr::<pg_sys::varlena>();
-                let parsed = fields_datum(None, &rec.fields).cast_mut_ptr::<pg_sys::varlena>();
+                let ours = jsonb_datum(Some(image), &rec.fields).cast_mut_ptr::<pg_sys::varlena>();
+                let parsed = jsonb_datum(None, &rec.fields).cast_mut_ptr::<pg_sys::varlena>();
                 let bytes = |p: *mut pg_sys::varlena| {
                     std::slice::from_raw_parts(p.cast::<u8>(), pgrx::varlena::varsize_any(p))
                         .to_vec()
