@@ -713,6 +713,42 @@ pub mod tests {
         }
     }
 
+    /// A json value spelling a NUL ("\u0000") cannot become text or jsonb: that
+    /// entity is an error (nothing invalid is written), the others sync. (Only rows
+    /// that were there before registering can hold one: the capture trigger refuses
+    /// such a write, as change_log.fields is jsonb.)
+    #[test]
+    fn a_json_nul_is_an_error_for_that_entity_only() {
+        let mut db = Db::new();
+        db.exec(
+            "CREATE SCHEMA e_nul;
+             CREATE TABLE e_nul.a (id int PRIMARY KEY, note json);
+             CREATE TABLE e_nul.b (id int PRIMARY KEY, note text);
+             INSERT INTO e_nul.a VALUES (1, '\"x\\u0000y\"'), (2, '\"fine\"');
+             SELECT sync_register_table('e_nul_a', 'notes', 'e_nul.a');
+             SELECT sync_register_table('e_nul_b', 'notes', 'e_nul.b');
+             SELECT sync_create_config('e_nul', 'e_nul_a', 'e_nul_b', 'notes');
+             UPDATE sync_configs SET enabled = false WHERE name = 'e_nul';",
+        );
+        let c = db.json("SELECT id FROM sync_configs WHERE name = 'e_nul'")["id"]
+            .as_i64()
+            .unwrap();
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([1, 0, 0, 0, 1]), "{r}");
+        assert_eq!(
+            db.rows("SELECT id, note FROM e_nul.b ORDER BY id"),
+            json!([{"id": 2, "note": "fine"}])
+        );
+        let e = db.json(&format!(
+            "SELECT source_id, message FROM sync_errors WHERE config_id = {c} AND NOT resolved"
+        ));
+        assert_eq!(e["source_id"], "1", "{e}");
+        assert!(e["message"].as_str().unwrap().contains("Unicode"), "{e}");
+        // a write of such a value to a registered table is refused whole
+        let err = db.err("UPDATE e_nul.a SET note = '\"a\\u0000\"' WHERE id = 2");
+        assert!(err.starts_with("22P05"), "{err}");
+    }
+
     #[test]
     fn a_long_transaction_committing_after_a_run_is_synced_by_the_next() {
         let mut db = Db::new();
