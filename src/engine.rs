@@ -182,14 +182,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
             .is_some()
             .then(|| changes::window_predicate(&window, "c")),
         raced: Default::default(),
-        links_growth: std::cell::Cell::new((
-            0.0,
-            db::one::<f32>(
-                "SELECT reltuples FROM pg_class WHERE oid = $1::regclass",
-                &[format!("{schema}.sync_links").into()],
-            )
-            .map_or(0.0, |n| f64::from(n.max(0.0))),
-        )),
+        links_growth: std::cell::Cell::new((0.0, links_rows(&schema).unwrap_or(0.0))),
         timing: [0; 3],
     };
     let work_sql = if cfg.position.is_none() {
@@ -992,7 +985,6 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Apply a set of ops with set-based statements. Runs inside a subtransaction.
     /// Delete this config's links of these source keys and of these target keys: one
     /// index lookup per key.
     fn drop_links(&self, sources: Vec<String>, targets: Vec<String>) {
@@ -1030,14 +1022,11 @@ impl<'a> Run<'a> {
             &format!("ANALYZE (SKIP_LOCKED) {}.sync_links", self.schema),
             &[],
         );
-        let now = db::one::<f32>(
-            "SELECT reltuples FROM pg_class WHERE oid = $1::regclass",
-            &[format!("{}.sync_links", self.schema).into()],
-        )
-        .map_or(known + since, f64::from);
+        let now = links_rows(&self.schema).unwrap_or(0.0);
         self.links_growth.set((0.0, now.max(known + since)));
     }
 
+    /// Apply a set of ops with set-based statements. Runs inside a subtransaction.
     fn apply(&self, ops: &[Op]) -> Stats {
         let mut st = Stats {
             synced: ops.len() as i64,
@@ -1396,6 +1385,16 @@ impl serde::Serialize for VersionedRow<'_> {
     }
 }
 
+/// Rows of `sync_links` as of its last ANALYZE (None: never analyzed).
+fn links_rows(schema: &str) -> Option<f64> {
+    db::one::<f32>(
+        "SELECT reltuples FROM pg_class WHERE oid = $1::regclass",
+        &[format!("{schema}.sync_links").into()],
+    )
+    .filter(|&n| n >= 0.0)
+    .map(f64::from)
+}
+
 /// A link row to insert or whose base to update.
 struct LinkRow<'a> {
     s: &'a str,
@@ -1460,40 +1459,8 @@ fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>, &Row)]) -> Vec<
     }
     for (cols, rows) in groups {
         let cols: Vec<String> = cols.into_iter().map(String::from).collect();
-        if let Some(done) = update_guarded_arrays(e, &cols, &rows) {
-            missed.extend(
-                rows.iter()
-                    .filter(|r| !done.contains(r.0))
-                    .map(|r| r.0.to_string()),
-            );
-            continue;
-        }
-        let defs = cols
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    crate::capture::quote_ident(c),
-                    e.column_type(c).unwrap_or("text")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "UPDATE {table} t SET ({cols}) = ROW({rcols})
-               FROM json_to_recordset($1) AS r({ck} tid, {xk} xid, {ok} oid, {defs})
-              WHERE t.ctid = r.{ck} AND t.xmin = r.{xk} AND t.tableoid = r.{ok}
-             RETURNING {k}",
-            table = e.table,
-            cols = col_list(&cols, ""),
-            rcols = col_list(&cols, "r."),
-            ck = crate::capture::quote_ident(CTID_KEY),
-            xk = crate::capture::quote_ident(XMIN_KEY),
-            ok = crate::capture::quote_ident(TABLEOID_KEY),
-            k = key_text(e, "t"),
-        );
-        let arr: Vec<VersionedRow> = rows.iter().map(|r| VersionedRow(r.1, r.2)).collect();
-        let done = db::lookups_only(|| written_keys(&sql, &[json_text(&arr).into()]));
+        let done = update_guarded_arrays(e, &cols, &rows)
+            .unwrap_or_else(|| update_guarded_json(e, &cols, &rows));
         missed.extend(
             rows.iter()
                 .filter(|r| !done.contains(r.0))
@@ -1501,6 +1468,41 @@ fn update_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>, &Row)]) -> Vec<
         );
     }
     missed
+}
+
+/// `update_guarded` for one set of columns through `json_to_recordset`, which converts
+/// arrays and composites from their JSON form.
+fn update_guarded_json(
+    e: &Endpoint,
+    cols: &[String],
+    rows: &[(&str, &Version, &Row)],
+) -> HashSet<String> {
+    let defs = cols
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                crate::capture::quote_ident(c),
+                e.column_type(c).unwrap_or("text")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE {table} t SET ({cols}) = ROW({rcols})
+               FROM json_to_recordset($1) AS r({ck} tid, {xk} xid, {ok} oid, {defs})
+              WHERE t.ctid = r.{ck} AND t.xmin = r.{xk} AND t.tableoid = r.{ok}
+             RETURNING {k}",
+        table = e.table,
+        cols = col_list(cols, ""),
+        rcols = col_list(cols, "r."),
+        ck = crate::capture::quote_ident(CTID_KEY),
+        xk = crate::capture::quote_ident(XMIN_KEY),
+        ok = crate::capture::quote_ident(TABLEOID_KEY),
+        k = key_text(e, "t"),
+    );
+    let arr: Vec<VersionedRow> = rows.iter().map(|r| VersionedRow(r.1, r.2)).collect();
+    db::lookups_only(|| written_keys(&sql, &[json_text(&arr).into()]))
 }
 
 /// `update_guarded` for one set of scalar and JSON columns: the values go in as one
