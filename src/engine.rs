@@ -103,6 +103,23 @@ struct Run<'a> {
     links_growth: std::cell::Cell<(f64, f64)>,
     /// microseconds spent loading rows, up to the merge's end, applying (DEBUG1 log)
     timing: [u128; 3],
+    /// the set-based statements bringing a pair up to date when only one side changed
+    /// (to the target, to the source), for configs whose mapping copies columns as
+    /// they are (see `copy_sql`)
+    copy: [Option<String>; 2],
+}
+
+/// The checksum stored with a link's base (`sync_links.base_checksum`): sha256 of the
+/// base's canonical JSON text (keys sorted, compact).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn sync_base_checksum(base: JsonB) -> String {
+    match base.0 {
+        Value::Object(m) => merge::base_checksum(&m),
+        other => fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            &format!("a link base is a JSON object, got {other}"),
+        ),
+    }
 }
 
 #[pg_extern(volatile)]
@@ -184,6 +201,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
         raced: Default::default(),
         links_growth: std::cell::Cell::new((0.0, links_rows(&schema).unwrap_or(0.0))),
         timing: [0; 3],
+        copy: [true, false].map(|to_target| copy_sql(&cfg, &schema, to_target)),
     };
     let work_sql = if cfg.position.is_none() {
         initial_work_sql(&cfg, &schema)
@@ -399,6 +417,99 @@ pub(crate) struct Version {
     /// the partition (or inheritance child) holding the row: a ctid is only unique
     /// within one heap
     tableoid: String,
+}
+
+/// For a config whose mapping copies each column as it is to a column of the same type
+/// (and whose direction lets changes flow this way), one statement that brings linked
+/// pairs up to date where only the reading side changed: it writes the other side
+/// (`to_target`: the target) with the reading side's current values, and the link's
+/// base with them, but only where the written row still holds the base, i.e. nobody
+/// changed it since the last sync (the guard a concurrent writer's new version is
+/// re-checked against, too), and where a mapped value differs from the base. What the
+/// three-way merge would do for such a pair, without reading rows into the engine.
+/// `$1` config id, `$2`/`$3` the pairs' source and target ids; returns the source ids
+/// of the pairs written. Pairs it leaves alone go through the merge.
+fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
+    let flows = if to_target {
+        cfg.direction.to_target()
+    } else {
+        cfg.direction.to_source()
+    };
+    let copies = cfg.mapping.column_copies(|s, t| {
+        let (st, tt) = (cfg.source.column_type(s), cfg.target.column_type(t));
+        st.is_some() && st == tt
+    })?;
+    // jsonb_build_object takes at most 100 arguments
+    if !flows || copies.is_empty() || copies.len() > 50 {
+        return None;
+    }
+    let q = crate::capture::quote_ident;
+    let lit = crate::quote_literal;
+    let (read, write) = if to_target {
+        (&cfg.source, &cfg.target)
+    } else {
+        (&cfg.target, &cfg.source)
+    };
+    // (base field = target column, column read, column written)
+    let cols: Vec<(&str, &str, &str)> = copies
+        .iter()
+        .map(|(s, t)| {
+            if to_target {
+                (t.as_str(), s.as_str(), t.as_str())
+            } else {
+                (t.as_str(), t.as_str(), s.as_str())
+            }
+        })
+        .collect();
+    // the base's object built from one side's columns (position 1: read, 2: written)
+    let object = |alias: &str, at: usize| {
+        let pairs: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let col = if at == 1 { c.1 } else { c.2 };
+                format!("{}, {alias}.{}", lit(c.0), q(col))
+            })
+            .collect();
+        format!("jsonb_build_object({})", pairs.join(", "))
+    };
+    let (read_id, write_id) = if to_target {
+        ("sid", "tid")
+    } else {
+        ("tid", "sid")
+    };
+    Some(format!(
+        "WITH p AS (
+            SELECT l.ctid AS lc, x.sid, x.tid, l.base
+              FROM unnest($2::text[], $3::text[]) AS x(sid, tid)
+              JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = x.sid AND l.target_id = x.tid
+         ), u AS (
+            UPDATE {wt} w SET ({wcols}) = ROW({rcols})
+              FROM p, {rt} r, LATERAL (SELECT {new_base} AS nb OFFSET 0) n
+             WHERE r.{rk} = p.{read_id}::{rkt} AND w.{wk} = p.{write_id}::{wkt}
+               AND {written} = p.base AND n.nb <> p.base
+            RETURNING p.lc, p.sid, n.nb
+         ), v AS (
+            UPDATE {schema}.sync_links l
+               SET base = u.nb, base_checksum = {schema}.sync_base_checksum(u.nb), updated_at = now()
+              FROM u WHERE l.ctid = u.lc
+            RETURNING u.sid
+         )
+         SELECT sid FROM v",
+        wt = write.table,
+        rt = read.table,
+        wcols = cols.iter().map(|c| q(c.2)).collect::<Vec<_>>().join(", "),
+        rcols = cols
+            .iter()
+            .map(|c| format!("r.{}", q(c.1)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        new_base = object("r", 1),
+        written = object("w", 2),
+        rk = q(&read.key_column),
+        rkt = read.key_type,
+        wk = q(&write.key_column),
+        wkt = write.key_type,
+    ))
 }
 
 /// Current rows by key, only the columns in `cols`, without locking them: each write
@@ -702,14 +813,15 @@ impl<'a> Run<'a> {
     }
 
     fn batch(&mut self, items: Vec<Item>) {
-        let sids: Vec<String> = items.iter().filter_map(|i| i.source_id.clone()).collect();
-        let tids: Vec<String> = items.iter().filter_map(|i| i.target_id.clone()).collect();
         let t0 = std::time::Instant::now();
-        let src_rows = read_rows(&self.cfg.source, &sids, &self.source_cols);
-        let mut tgt_rows = read_rows(&self.cfg.target, &tids, &self.fields);
+        let ids = |items: &[Item]| -> (Vec<String>, Vec<String>) {
+            (
+                items.iter().filter_map(|i| i.source_id.clone()).collect(),
+                items.iter().filter_map(|i| i.target_id.clone()).collect(),
+            )
+        };
+        let (sids, tids) = ids(&items);
         let pending = self.load_pending(&sids, &tids);
-        self.timing[0] += t0.elapsed().as_micros();
-
         // pending manual conflicts by either key (an entry found by both counts once)
         let mut pending_by: HashMap<(bool, &str), Vec<usize>> = HashMap::new();
         for (i, (ps, pt, _)) in pending.iter().enumerate() {
@@ -720,6 +832,16 @@ impl<'a> Run<'a> {
                 pending_by.entry((false, t.as_str())).or_default().push(i);
             }
         }
+        self.timing[0] += t0.elapsed().as_micros();
+        let items = self.copy_across(items, &pending_by);
+        if items.is_empty() {
+            return;
+        }
+        let t0 = std::time::Instant::now();
+        let (sids, tids) = ids(&items);
+        let src_rows = read_rows(&self.cfg.source, &sids, &self.source_cols);
+        let mut tgt_rows = read_rows(&self.cfg.target, &tids, &self.fields);
+        self.timing[0] += t0.elapsed().as_micros();
 
         // (the work list has one item per pair: the reader folded them)
         let mut pairs: Vec<Item> = Vec::with_capacity(items.len());
@@ -908,6 +1030,96 @@ impl<'a> Run<'a> {
                 }
             }
         }
+    }
+
+    /// Linked pairs that changed on one side only (and wait for no person), when the
+    /// config has a `copy_sql` statement for that direction: brought up to date by it,
+    /// one statement per direction and batch. Returns the items still to merge: the
+    /// rest, and the pairs the statement left alone (the other side changed meanwhile,
+    /// the source row is gone, nothing mapped changed) or could not write at all (an
+    /// error: the merge then isolates the entity it belongs to).
+    fn copy_across(
+        &mut self,
+        items: Vec<Item>,
+        pending: &HashMap<(bool, &str), Vec<usize>>,
+    ) -> Vec<Item> {
+        if self.copy.iter().all(Option::is_none) {
+            return items;
+        }
+        let t0 = std::time::Instant::now();
+        let mut rest = Vec::with_capacity(items.len());
+        let mut held: [Vec<Item>; 2] = Default::default();
+        for it in items {
+            let way = match (&it.source_id, &it.target_id, &it.base) {
+                (Some(s), Some(t), Some(_))
+                    if !pending.contains_key(&(true, s.as_str()))
+                        && !pending.contains_key(&(false, t.as_str())) =>
+                {
+                    match (it.source_last, it.target_last) {
+                        (Some(_), None) => Some(0),
+                        (None, Some(_)) => Some(1),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match way.filter(|&w| self.copy[w].is_some()) {
+                Some(w) => held[w].push(it),
+                None => rest.push(it),
+            }
+        }
+        let mut done_s: Vec<String> = Vec::new();
+        let mut done_t: Vec<String> = Vec::new();
+        for (way, pairs) in held.into_iter().enumerate() {
+            let Some(sql) = self.copy[way].as_deref().filter(|_| !pairs.is_empty()) else {
+                continue;
+            };
+            let sids: Vec<&str> = pairs.iter().filter_map(|p| p.source_id.as_deref()).collect();
+            let tids: Vec<&str> = pairs.iter().filter_map(|p| p.target_id.as_deref()).collect();
+            let written = subxact::run(|| {
+                db::lookups_only(|| {
+                    written_keys(sql, &[self.cfg.id.into(), sids.into(), tids.into()])
+                })
+            })
+            .unwrap_or_else(|e| {
+                debug1!(
+                    "sync_engine: config {}: copying {} pair(s) failed ({}), merging them one by one",
+                    self.cfg.id,
+                    pairs.len(),
+                    e.message
+                );
+                HashSet::new()
+            });
+            for p in pairs {
+                match (&p.source_id, &p.target_id) {
+                    (Some(s), Some(t)) if written.contains(s) => {
+                        done_s.push(s.clone());
+                        done_t.push(t.clone());
+                    }
+                    _ => rest.push(p),
+                }
+            }
+        }
+        let n = done_s.len() as i64;
+        self.stats.synced += n;
+        self.stats.updated += n;
+        if n > 0 {
+            self.resolve_errors(done_s, done_t);
+        }
+        self.timing[2] += t0.elapsed().as_micros();
+        rest
+    }
+
+    /// Open errors of these entities are resolved: they went through.
+    fn resolve_errors(&self, source_ids: Vec<String>, target_ids: Vec<String>) {
+        db::run(
+            &format!(
+                "UPDATE {}.sync_errors SET resolved = true, retried_at = now()
+                  WHERE config_id = $1 AND NOT resolved AND (source_id = ANY($2) OR target_id = ANY($3))",
+                self.schema
+            ),
+            &[self.cfg.id.into(), source_ids.into(), target_ids.into()],
+        );
     }
 
     fn add(&mut self, s: Stats) {
@@ -1242,15 +1454,9 @@ impl<'a> Run<'a> {
         }
         // entities that failed before and went through now
         let (ids_s, ids_t): (Vec<_>, Vec<_>) = ids.into_iter().unzip();
-        let ids_s: Vec<String> = ids_s.into_iter().flatten().collect();
-        let ids_t: Vec<String> = ids_t.into_iter().flatten().collect();
-        db::run(
-            &format!(
-                "UPDATE {}.sync_errors SET resolved = true, retried_at = now()
-                  WHERE config_id = $1 AND NOT resolved AND (source_id = ANY($2) OR target_id = ANY($3))",
-                self.schema
-            ),
-            &[cfg.id.into(), ids_s.into(), ids_t.into()],
+        self.resolve_errors(
+            ids_s.into_iter().flatten().collect(),
+            ids_t.into_iter().flatten().collect(),
         );
         st
     }

@@ -218,6 +218,28 @@ impl Mapping {
         Mapping { fields }
     }
 
+    /// When every entry copies one column unchanged (no transform either way) to a
+    /// column of the same type (`same_type(source, target)`), the (source, target)
+    /// column pairs: then a value moves across as it is, and SQL can do it alone.
+    pub fn column_copies(
+        &self,
+        same_type: impl Fn(&str, &str) -> bool,
+    ) -> Option<Vec<(String, String)>> {
+        self.fields
+            .iter()
+            .map(|f| match (f.source.as_slice(), f.target.as_slice()) {
+                ([s], [t])
+                    if f.forward == Transform::Identity
+                        && f.reverse == Transform::Identity
+                        && same_type(s, t) =>
+                {
+                    Some((s.clone(), t.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Distinct source columns, in mapping order.
     pub fn source_columns(&self) -> Vec<String> {
         distinct(self.fields.iter().flat_map(|f| f.source.iter()))
@@ -1358,6 +1380,32 @@ mod tests {
         assert!(!values_equal(&json!({"a": 1}), &json!({"a": 1, "b": null})));
         assert!(!values_equal(&json!([1, 2]), &json!([2, 1])));
         assert!(!values_equal(&json!([1]), &json!([1, 1])));
+    }
+
+    #[test]
+    fn column_copies_only_for_untransformed_same_type_columns() {
+        let any = |_: &str, _: &str| true;
+        let m = parse(json!([
+            {"source": "email", "target": "mail"},
+            {"source": "n", "target": "n"}
+        ]));
+        assert_eq!(
+            m.column_copies(any),
+            Some(vec![("email".into(), "mail".into()), ("n".into(), "n".into())])
+        );
+        // a type differs: values would be converted
+        assert_eq!(m.column_copies(|s, _| s != "n"), None);
+        for transformed in [
+            json!([{"source": "email", "target": "mail", "transform": "lowercase"}]),
+            json!([{"source": "email", "target": "mail", "reverse_transform": "trim"}]),
+            json!([{"source": "full", "target": ["a", "b"], "transform": "split"}]),
+            json!([{"source": ["a", "b"], "target": "full", "transform": "join"}]),
+            json!([{"source": "n", "target": "n", "transform": "toNumber"}]),
+        ] {
+            assert_eq!(parse(transformed.clone()).column_copies(any), None, "{transformed}");
+        }
+        let cols: Vec<String> = vec!["id".into(), "name".into()];
+        assert_eq!(Mapping::identity(&cols).column_copies(any).map(|v| v.len()), Some(2));
     }
 
     #[test]
