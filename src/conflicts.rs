@@ -5,9 +5,10 @@ use crate::config;
 use crate::db::{self, spi_fail};
 use crate::endpoints::Endpoint;
 use crate::engine::{
-    delete_rows, insert_rows, jsonb_arg, load_rows, new_keys, update_rows, LOCK_CLASS,
+    base_checksum_sql, delete_rows, insert_rows, jsonb_arg, load_rows, new_keys, update_rows,
+    LOCK_CLASS,
 };
-use crate::merge::{base_checksum, Row};
+use crate::merge::Row;
 use crate::{ext_schema, fail};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -298,23 +299,18 @@ fn sync_resolve_conflict(
     }
     if partial {
         let vals = decided.clone().unwrap_or_default();
-        let base = db::one::<JsonB>(
+        db::run(
             &format!(
-                "UPDATE {schema}.sync_links SET base = base || $3, updated_at = now()
-                  WHERE config_id = $1 AND source_id = $2 RETURNING base"
+                "UPDATE {schema}.sync_links SET base = base || $3, base_checksum = {}, updated_at = now()
+                  WHERE config_id = $1 AND source_id = $2",
+                base_checksum_sql("base || $3")
             ),
             &[
                 c.config_id.into(),
                 c.source_id.clone().into(),
-                jsonb_arg(Value::Object(vals.clone())).into(),
+                jsonb_arg(Value::Object(vals)).into(),
             ],
         );
-        if let Some(JsonB(Value::Object(base))) = base {
-            db::run(
-                &format!("UPDATE {schema}.sync_links SET base_checksum = $3 WHERE config_id = $1 AND source_id = $2"),
-                &[c.config_id.into(), c.source_id.clone().into(), base_checksum(&base).into()],
-            );
-        }
     } else {
         // the link: drop the old one, write the agreed base
         db::run(
@@ -325,9 +321,10 @@ fn sync_resolve_conflict(
             db::run(
             &format!(
                 "INSERT INTO {schema}.sync_links (config_id, source_id, target_id, base, base_checksum)
-                 VALUES ($1, $2, $3, $4, $5)"
+                 VALUES ($1, $2, $3, $4, {})",
+                base_checksum_sql("$4")
             ),
-            &[c.config_id.into(), s.clone().into(), t.clone().into(), jsonb_arg(Value::Object(v.clone())).into(), base_checksum(v).into()],
+            &[c.config_id.into(), s.clone().into(), t.clone().into(), jsonb_arg(Value::Object(v.clone())).into()],
         );
         }
     }

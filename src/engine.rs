@@ -46,7 +46,9 @@ struct Item {
     /// false when a side had more change records than that (then the times are read
     /// by scanning the window for the entity)
     change_tids_complete: bool,
-    /// the link's base when the pair is linked (then both ids are set)
+    /// the link's ctid when the pair is linked (then both ids are set)
+    link: Option<String>,
+    /// the link's base, loaded for the pairs that go through the merge
     base: Option<Row>,
 }
 
@@ -62,8 +64,8 @@ impl Item {
         self.target_last = self.target_last.max(o.target_last);
         self.change_tids.extend(o.change_tids);
         self.change_tids_complete &= o.change_tids_complete;
-        if self.base.is_none() {
-            self.base = o.base;
+        if self.link.is_none() {
+            self.link = o.link;
         }
     }
 }
@@ -109,17 +111,11 @@ struct Run<'a> {
     copy: [Option<String>; 2],
 }
 
-/// The checksum stored with a link's base (`sync_links.base_checksum`): sha256 of the
-/// base's canonical JSON text (keys sorted, compact).
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sync_base_checksum(base: JsonB) -> String {
-    match base.0 {
-        Value::Object(m) => merge::base_checksum(&m),
-        other => fail(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            &format!("a link base is a JSON object, got {other}"),
-        ),
-    }
+/// SQL for the checksum stored with a link's base (`sync_links.base_checksum`): the
+/// sha256 (hex) of the base's jsonb text, which is canonical (keys in jsonb's order,
+/// one spelling per value). `expr` is a jsonb expression.
+pub(crate) fn base_checksum_sql(expr: &str) -> String {
+    format!("encode(sha256(convert_to(({expr})::text, 'UTF8')), 'hex')")
 }
 
 #[pg_extern(volatile)]
@@ -245,10 +241,8 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
                                 .ok()
                                 .flatten()
                                 .is_none_or(|n| n <= CHANGE_TIDS),
-                            base: match r.get::<pgrx::Json>(6).ok().flatten() {
-                                Some(pgrx::Json(Value::Object(m))) => Some(m),
-                                _ => None,
-                            },
+                            link: r.get::<String>(6).ok().flatten(),
+                            base: None,
                         })
                         .collect::<Vec<Item>>()
                     });
@@ -333,7 +327,7 @@ fn key_text(e: &Endpoint, alias: &str) -> String {
 fn initial_work_sql(cfg: &Config, schema: &str) -> String {
     let (s, t) = (&cfg.source, &cfg.target);
     format!(
-        "SELECT w.s_id, w.t_id, NULL::bigint, NULL::bigint, NULL::text[], b.base::json, NULL::bigint FROM (
+        "SELECT w.s_id, w.t_id, NULL::bigint, NULL::bigint, NULL::text[], b.ctid::text, NULL::bigint FROM (
             SELECT {sk} AS s_id, l.target_id AS t_id FROM {st} s
               LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = {sk}
             UNION
@@ -380,11 +374,11 @@ fn work_sql(cfg: &Config, schema: &str, w: &crate::cursor::Window) -> String {
             UNION ALL SELECT false, target_id, NULL, NULL, NULL FROM {schema}.sync_errors
                    WHERE config_id = $1 AND NOT resolved AND target_id IS NOT NULL
          )
-         SELECT i.entity_id, l.target_id, i.last, NULL::bigint, i.tids, l.base::json, i.n
+         SELECT i.entity_id, l.target_id, i.last, NULL::bigint, i.tids, l.ctid::text, i.n
            FROM ids i LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = i.entity_id
           WHERE i.is_src
          UNION ALL
-         SELECT l.source_id, i.entity_id, NULL, i.last, i.tids, l.base::json, i.n
+         SELECT l.source_id, i.entity_id, NULL, i.last, i.tids, l.ctid::text, i.n
            FROM ids i LEFT JOIN {schema}.sync_links l ON l.config_id = $1 AND l.target_id = i.entity_id
           WHERE NOT i.is_src
          ORDER BY 1 NULLS LAST, 2",
@@ -427,8 +421,9 @@ pub(crate) struct Version {
 /// changed it since the last sync (the guard a concurrent writer's new version is
 /// re-checked against, too), and where a mapped value differs from the base. What the
 /// three-way merge would do for such a pair, without reading rows into the engine.
-/// `$1` config id, `$2`/`$3` the pairs' source and target ids; returns the source ids
-/// of the pairs written. Pairs it leaves alone go through the merge.
+/// `$1` config id, `$2`/`$3`/`$4` the pairs' source and target ids and their links'
+/// ctids (a link that moved since is not found: that pair is not written); returns the
+/// source ids of the pairs written. Pairs it leaves alone go through the merge.
 fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
     let flows = if to_target {
         cfg.direction.to_target()
@@ -480,8 +475,9 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
     Some(format!(
         "WITH p AS (
             SELECT l.ctid AS lc, x.sid, x.tid, l.base
-              FROM unnest($2::text[], $3::text[]) AS x(sid, tid)
-              JOIN {schema}.sync_links l ON l.config_id = $1 AND l.source_id = x.sid AND l.target_id = x.tid
+              FROM unnest($2::text[], $3::text[], $4::text[]::tid[]) AS x(sid, tid, lc)
+              JOIN {schema}.sync_links l ON l.ctid = x.lc
+                   AND l.config_id = $1 AND l.source_id = x.sid AND l.target_id = x.tid
          ), u AS (
             UPDATE {wt} w SET ({wcols}) = ROW({rcols})
               FROM p, {rt} r, LATERAL (SELECT {new_base} AS nb OFFSET 0) n
@@ -490,7 +486,7 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
             RETURNING p.lc, p.sid, n.nb
          ), v AS (
             UPDATE {schema}.sync_links l
-               SET base = u.nb, base_checksum = {schema}.sync_base_checksum(u.nb), updated_at = now()
+               SET base = u.nb, base_checksum = {checksum}, updated_at = now()
               FROM u WHERE l.ctid = u.lc
             RETURNING u.sid
          )
@@ -505,6 +501,7 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
             .join(", "),
         new_base = object("r", 1),
         written = object("w", 2),
+        checksum = base_checksum_sql("u.nb"),
         rk = q(&read.key_column),
         rkt = read.key_type,
         wk = q(&write.key_column),
@@ -838,6 +835,8 @@ impl<'a> Run<'a> {
             return;
         }
         let t0 = std::time::Instant::now();
+        let mut items = items;
+        self.load_bases(&mut items);
         let (sids, tids) = ids(&items);
         let src_rows = read_rows(&self.cfg.source, &sids, &self.source_cols);
         let mut tgt_rows = read_rows(&self.cfg.target, &tids, &self.fields);
@@ -1050,7 +1049,7 @@ impl<'a> Run<'a> {
         let mut rest = Vec::with_capacity(items.len());
         let mut held: [Vec<Item>; 2] = Default::default();
         for it in items {
-            let way = match (&it.source_id, &it.target_id, &it.base) {
+            let way = match (&it.source_id, &it.target_id, &it.link) {
                 (Some(s), Some(t), Some(_))
                     if !pending.contains_key(&(true, s.as_str()))
                         && !pending.contains_key(&(false, t.as_str())) =>
@@ -1074,11 +1073,21 @@ impl<'a> Run<'a> {
             let Some(sql) = self.copy[way].as_deref().filter(|_| !pairs.is_empty()) else {
                 continue;
             };
-            let sids: Vec<&str> = pairs.iter().filter_map(|p| p.source_id.as_deref()).collect();
-            let tids: Vec<&str> = pairs.iter().filter_map(|p| p.target_id.as_deref()).collect();
+            let sids: Vec<&str> = pairs
+                .iter()
+                .filter_map(|p| p.source_id.as_deref())
+                .collect();
+            let tids: Vec<&str> = pairs
+                .iter()
+                .filter_map(|p| p.target_id.as_deref())
+                .collect();
+            let links: Vec<&str> = pairs.iter().filter_map(|p| p.link.as_deref()).collect();
             let written = subxact::run(|| {
                 db::lookups_only(|| {
-                    written_keys(sql, &[self.cfg.id.into(), sids.into(), tids.into()])
+                    written_keys(
+                        sql,
+                        &[self.cfg.id.into(), sids.into(), tids.into(), links.into()],
+                    )
                 })
             })
             .unwrap_or_else(|e| {
@@ -1108,6 +1117,52 @@ impl<'a> Run<'a> {
         }
         self.timing[2] += t0.elapsed().as_micros();
         rest
+    }
+
+    /// The bases of the linked pairs (as they are now: an earlier batch of this run may
+    /// have replaced a link); a pair whose link is gone is unlinked.
+    fn load_bases(&self, items: &mut [Item]) {
+        let linked: Vec<&str> = items
+            .iter()
+            .filter(|i| i.link.is_some())
+            .filter_map(|i| i.source_id.as_deref())
+            .collect();
+        if linked.is_empty() {
+            return;
+        }
+        let mut bases: HashMap<String, (String, Row)> = db::lookups_only(|| {
+            Spi::connect(|c| {
+                let t = c
+                    .select(
+                        &format!(
+                            "SELECT l.source_id, l.target_id, l.base::json
+                           FROM unnest($2::text[]) AS x(id)
+                           JOIN {}.sync_links l ON l.config_id = $1 AND l.source_id = x.id",
+                            self.schema
+                        ),
+                        None,
+                        &[self.cfg.id.into(), linked.into()],
+                    )
+                    .unwrap_or_else(|e| spi_fail(e));
+                db::scoped(|| {
+                    t.filter_map(|r| {
+                        let s = r.get::<String>(1).ok().flatten()?;
+                        let t = r.get::<String>(2).ok().flatten()?;
+                        match r.get::<pgrx::Json>(3).ok().flatten()? {
+                            pgrx::Json(Value::Object(b)) => Some((s, (t, b))),
+                            _ => None,
+                        }
+                    })
+                    .collect()
+                })
+            })
+        });
+        for it in items.iter_mut().filter(|i| i.link.is_some()) {
+            match it.source_id.as_ref().and_then(|s| bases.remove(s)) {
+                Some((t, b)) if it.target_id.as_ref() == Some(&t) => it.base = Some(b),
+                _ => it.link = None,
+            }
+        }
     }
 
     /// Open errors of these entities are resolved: they went through.
@@ -1371,16 +1426,17 @@ impl<'a> Run<'a> {
             }
         }
         if !bases.is_empty() {
-            let (s, _, b, c) = LinkRow::columns(&bases);
+            let (s, _, b) = LinkRow::columns(&bases);
             db::lookups_only(|| {
                 db::run(
                     &format!(
-                    "UPDATE {}.sync_links l SET base = x.b, base_checksum = x.c, updated_at = now()
-                       FROM unnest($2::text[], $3::jsonb[], $4::text[]) x(s, b, c)
+                    "UPDATE {}.sync_links l SET base = x.b, base_checksum = {}, updated_at = now()
+                       FROM unnest($2::text[], $3::jsonb[]) x(s, b)
                       WHERE l.config_id = $1 AND l.source_id = x.s",
-                    self.schema
+                    self.schema,
+                    base_checksum_sql("x.b")
                 ),
-                    &[cfg.id.into(), s.into(), b.into(), c.into()],
+                    &[cfg.id.into(), s.into(), b.into()],
                 )
             });
         }
@@ -1389,15 +1445,16 @@ impl<'a> Run<'a> {
             // a stale link of either key (a relinked pair, a reused key) is replaced:
             // found by the insert itself, so the common case costs no extra lookups
             let insert = |rows: &[LinkRow], on_conflict: &str| -> HashSet<String> {
-                let (s, t, b, c) = LinkRow::columns(rows);
+                let (s, t, b) = LinkRow::columns(rows);
                 written_keys(
                     &format!(
                         "INSERT INTO {}.sync_links (config_id, source_id, target_id, base, base_checksum)
-                         SELECT $1, x.s, x.t, x.b, x.c FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::text[]) x(s, t, b, c)
+                         SELECT $1, x.s, x.t, x.b, {} FROM unnest($2::text[], $3::text[], $4::jsonb[]) x(s, t, b)
                          {on_conflict} RETURNING source_id",
-                        self.schema
+                        self.schema,
+                        base_checksum_sql("x.b")
                     ),
-                    &[cfg.id.into(), s.into(), t.into(), b.into(), c.into()],
+                    &[cfg.id.into(), s.into(), t.into(), b.into()],
                 )
             };
             let done = insert(&new_links, "ON CONFLICT DO NOTHING");
@@ -1606,29 +1663,22 @@ struct LinkRow<'a> {
     s: &'a str,
     t: Option<&'a str>,
     b: &'a Row,
-    c: String,
 }
 
 impl<'a> LinkRow<'a> {
     fn new(s: &'a str, t: Option<&'a str>, b: &'a Row) -> Self {
-        LinkRow {
-            s,
-            t,
-            b,
-            c: merge::base_checksum(b),
-        }
+        LinkRow { s, t, b }
     }
 
-    /// The rows as column arrays (source ids, target ids, bases, checksums): array
-    /// parameters, the bases as jsonb built in Rust, so nothing is parsed on the way in.
+    /// The rows as column arrays (source ids, target ids, bases): array parameters,
+    /// the bases as jsonb built in Rust, so nothing is parsed on the way in.
     #[allow(clippy::type_complexity)]
-    fn columns<'r>(
-        rows: &'r [LinkRow<'a>],
+    fn columns(
+        rows: &[LinkRow<'a>],
     ) -> (
         Vec<&'a str>,
         Vec<Option<&'a str>>,
         Vec<crate::capture::JsonbObject<'a>>,
-        Vec<&'r str>,
     ) {
         (
             rows.iter().map(|r| r.s).collect(),
@@ -1636,7 +1686,6 @@ impl<'a> LinkRow<'a> {
             rows.iter()
                 .map(|r| crate::capture::JsonbObject(r.b))
                 .collect(),
-            rows.iter().map(|r| r.c.as_str()).collect(),
         )
     }
 }

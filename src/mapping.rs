@@ -1391,7 +1391,10 @@ mod tests {
         ]));
         assert_eq!(
             m.column_copies(any),
-            Some(vec![("email".into(), "mail".into()), ("n".into(), "n".into())])
+            Some(vec![
+                ("email".into(), "mail".into()),
+                ("n".into(), "n".into())
+            ])
         );
         // a type differs: values would be converted
         assert_eq!(m.column_copies(|s, _| s != "n"), None);
@@ -1402,10 +1405,17 @@ mod tests {
             json!([{"source": ["a", "b"], "target": "full", "transform": "join"}]),
             json!([{"source": "n", "target": "n", "transform": "toNumber"}]),
         ] {
-            assert_eq!(parse(transformed.clone()).column_copies(any), None, "{transformed}");
+            assert_eq!(
+                parse(transformed.clone()).column_copies(any),
+                None,
+                "{transformed}"
+            );
         }
         let cols: Vec<String> = vec!["id".into(), "name".into()];
-        assert_eq!(Mapping::identity(&cols).column_copies(any).map(|v| v.len()), Some(2));
+        assert_eq!(
+            Mapping::identity(&cols).column_copies(any).map(|v| v.len()),
+            Some(2)
+        );
     }
 
     #[test]

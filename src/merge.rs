@@ -441,14 +441,6 @@ fn merge_fields(inp: &Input, s: &Row, t: &Row, base: Option<&Row>) -> Plan {
     }
 }
 
-/// Canonical text of a base (sorted keys, compact) and its sha256.
-pub fn base_checksum(base: &Row) -> String {
-    use sha2::{Digest, Sha256};
-    let sorted: std::collections::BTreeMap<&String, &Value> = base.iter().collect();
-    let text = serde_json::to_string(&sorted).unwrap_or_default();
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
 /// The JSON shape a value takes in a column of the given kind, so that values moved
 /// between columns of different types compare equal to what the column reads back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -827,19 +819,6 @@ mod tests {
         assert_eq!(coerce(json!(null), ValueKind::Number), json!(null));
         assert_eq!(ValueKind::of_type("numeric(10,2)"), ValueKind::Number);
         assert_eq!(ValueKind::of_type("character varying(20)"), ValueKind::Text);
-    }
-
-    #[test]
-    fn checksum_ignores_key_order() {
-        let a = row(json!({"a": 1, "b": "x"}));
-        let mut b = Row::new();
-        b.insert("b".into(), json!("x"));
-        b.insert("a".into(), json!(1));
-        assert_eq!(base_checksum(&a), base_checksum(&b));
-        assert_ne!(
-            base_checksum(&a),
-            base_checksum(&row(json!({"a": 2, "b": "x"})))
-        );
     }
 
     #[test]
