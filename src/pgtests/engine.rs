@@ -834,6 +834,169 @@ pub mod tests {
         assert_eq!(counts(&r), json!([0, 0, 0, 0, 0]), "{r}");
     }
 
+    /// A config that copies columns as they are (same names, same types): pairs that
+    /// changed on one side only are copied by one set-based statement, which must
+    /// still behave like the merge: the base follows, a failing row is an error of its
+    /// own, a row changed behind the engine's back is a conflict (its value kept), a
+    /// row changed while the run writes it is merged, and nothing echoes.
+    #[test]
+    fn column_copy_configs_copy_one_sided_changes_like_the_merge() {
+        let mut db = Db::new();
+        db.exec(
+            "CREATE SCHEMA e_copy;
+             CREATE TABLE e_copy.a (id int PRIMARY KEY, name text, price numeric(10,2), tags text[],
+                 meta jsonb, note json, at timestamptz, internal text);
+             CREATE TABLE e_copy.b (id int PRIMARY KEY, name text, price numeric(10,2) CHECK (price >= 0),
+                 tags text[], meta jsonb, note json, at timestamptz);
+             SELECT sync_register_table('e_copy_a', 'items', 'e_copy.a');
+             SELECT sync_register_table('e_copy_b', 'items', 'e_copy.b');
+             SELECT sync_create_config('e_copy', 'e_copy_a', 'e_copy_b', 'items');
+             UPDATE sync_configs SET enabled = false WHERE name = 'e_copy';
+             INSERT INTO e_copy.a
+             SELECT g, 'item ' || g, g * 1.5, ARRAY['t' || g], jsonb_build_object('n', g), '{\"x\": 1}',
+                    '2026-01-01 00:00:00+00'::timestamptz + g * interval '1 hour', 'i'
+               FROM generate_series(1, 4) g;",
+        );
+        let c = db.json("SELECT id FROM sync_configs WHERE name = 'e_copy'")["id"]
+            .as_i64()
+            .unwrap();
+        let cols = "name, price, tags, meta, note::jsonb, at";
+        let same = format!(
+            "SELECT count(*) AS n FROM (SELECT id, {cols} FROM e_copy.a EXCEPT SELECT id, {cols} FROM e_copy.b) d"
+        );
+        // the base is what both sides hold, its checksum that of its jsonb text
+        let bases_ok = format!(
+            "SELECT count(*) FILTER (WHERE l.base = to_jsonb(b) - 'id'
+                     AND l.base_checksum = encode(sha256(convert_to(l.base::text, 'UTF8')), 'hex')) AS ok,
+                    count(*) AS n
+               FROM sync_links l JOIN e_copy.b b ON b.id::text = l.target_id WHERE l.config_id = {c}"
+        );
+        assert_eq!(counts(&db.sync(c)), json!([4, 0, 0, 0, 0]));
+        assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
+
+        // every mapped column of rows 1-2 changes; row 3 breaks the target's CHECK; row 4
+        // changes a column the mapping leaves out (nothing to sync)
+        db.exec(
+            "UPDATE e_copy.a SET name = name || '!', price = price * 100, tags = tags || '{new}'::text[],
+                 meta = meta || '{\"m\": [1, 2.50]}', note = '[true, null]', at = at + interval '1 day'
+              WHERE id <= 2;
+             UPDATE e_copy.a SET price = -1 WHERE id = 3;
+             UPDATE e_copy.a SET internal = 'changed' WHERE id = 4;",
+        );
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 2, 0, 0, 1]), "{r}");
+        assert_eq!(r["synced"], 2, "{r}");
+        assert_eq!(db.json(&same)["n"], 1, "only row 3 differs");
+        assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
+        let e = db.json(&format!(
+            "SELECT source_id, message FROM sync_errors WHERE config_id = {c} AND NOT resolved"
+        ));
+        assert_eq!(e["source_id"], "3", "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("check constraint"),
+            "{e}"
+        );
+        // fixed at the source: the retry goes through and the error is resolved
+        db.exec("UPDATE e_copy.a SET price = 3 WHERE id = 3");
+        assert_eq!(counts(&db.sync(c)), json!([0, 1, 0, 0, 0]));
+        assert_eq!(db.json(&same)["n"], 0);
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_errors WHERE config_id = {c} AND NOT resolved"
+            ))["n"],
+            0
+        );
+        // the other way round, and no echo
+        db.exec("UPDATE e_copy.b SET name = 'from b', meta = NULL WHERE id = 1");
+        assert_eq!(counts(&db.sync(c)), json!([0, 1, 0, 0, 0]));
+        assert_eq!(
+            db.json("SELECT name, meta FROM e_copy.a WHERE id = 1"),
+            json!({"name": "from b", "meta": null})
+        );
+        assert_eq!(counts(&db.sync(c)), json!([0, 0, 0, 0, 0]));
+        assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
+
+        // a target write that bypassed capture: the target no longer holds the base, so
+        // a source change is not simply copied over it; the merge sees both and records
+        // the losing value
+        db.exec(
+            "SET session_replication_role = replica;
+             UPDATE e_copy.b SET name = 'behind the back' WHERE id = 2;
+             RESET session_replication_role;
+             UPDATE e_copy.a SET name = 'source edit' WHERE id = 2;",
+        );
+        let r = db.sync(c);
+        assert_eq!(r["conflicts"], 1, "{r}");
+        assert_eq!(
+            db.json(&format!(
+                "SELECT target_value, resolution FROM sync_conflicts WHERE config_id = {c} AND source_id = '2'"
+            )),
+            json!({"target_value": "behind the back", "resolution": "source"})
+        );
+
+        // a target row being changed while the run copies to it: the copy waits, sees the
+        // row no longer holds the base and leaves it to the merge, which keeps both edits
+        db.exec("UPDATE e_copy.a SET price = 42 WHERE id = 4");
+        let mut other = Db::new();
+        other.exec("BEGIN; UPDATE e_copy.b SET tags = '{other}' WHERE id = 4");
+        let run = std::thread::spawn(move || {
+            let r = db.sync(c);
+            (db, r)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        other.exec("COMMIT");
+        let (mut db, r) = run.join().unwrap();
+        assert_eq!(counts(&r), json!([0, 2, 0, 0, 0]), "{r}");
+        for t in ["a", "b"] {
+            assert_eq!(
+                db.json(&format!(
+                    "SELECT price::text AS price, tags FROM e_copy.{t} WHERE id = 4"
+                )),
+                json!({"price": "42.00", "tags": ["other"]}),
+                "{t}"
+            );
+        }
+        assert_eq!(counts(&db.sync(c)), json!([0, 0, 0, 0, 0]));
+        assert_eq!(db.json(&same)["n"], 0);
+        assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
+    }
+
+    /// One-way column-copy configs copy only their way.
+    #[test]
+    fn column_copy_configs_respect_their_direction() {
+        let mut db = Db::new();
+        db.exec(
+            "CREATE SCHEMA e_copy1;
+             CREATE TABLE e_copy1.a (id int PRIMARY KEY, name text);
+             CREATE TABLE e_copy1.b (id int PRIMARY KEY, name text);
+             SELECT sync_register_table('e_copy1_a', 'items', 'e_copy1.a');
+             SELECT sync_register_table('e_copy1_b', 'items', 'e_copy1.b');
+             SELECT sync_create_config('e_copy1', 'e_copy1_a', 'e_copy1_b', 'items',
+                                       sync_direction => 'source_to_target');
+             UPDATE sync_configs SET enabled = false WHERE name = 'e_copy1';
+             INSERT INTO e_copy1.a VALUES (1, 'one'), (2, 'two');",
+        );
+        let c = db.json("SELECT id FROM sync_configs WHERE name = 'e_copy1'")["id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(counts(&db.sync(c)), json!([2, 0, 0, 0, 0]));
+        db.exec(
+            "UPDATE e_copy1.a SET name = 'ONE' WHERE id = 1;
+             UPDATE e_copy1.b SET name = 'TWO' WHERE id = 2;",
+        );
+        // the target's edit does not flow back (and is not undone: one_way_configs_...)
+        assert_eq!(counts(&db.sync(c)), json!([0, 1, 0, 0, 0]));
+        assert_eq!(
+            db.rows("SELECT id, name FROM e_copy1.a ORDER BY id"),
+            json!([{"id": 1, "name": "ONE"}, {"id": 2, "name": "two"}])
+        );
+        assert_eq!(
+            db.rows("SELECT id, name FROM e_copy1.b ORDER BY id"),
+            json!([{"id": 1, "name": "ONE"}, {"id": 2, "name": "TWO"}])
+        );
+        assert_eq!(counts(&db.sync(c)), json!([0, 0, 0, 0, 0]));
+    }
+
     #[test]
     fn concurrent_runs_of_one_config_never_overlap() {
         let mut db = Db::new();
