@@ -475,9 +475,10 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
     Some(format!(
         "WITH p AS (
             SELECT l.ctid AS lc, x.sid, x.tid, l.base
-              FROM unnest($2::text[], $3::text[], $4::text[]::tid[]) AS x(sid, tid, lc)
-              JOIN {schema}.sync_links l ON l.ctid = x.lc
-                   AND l.config_id = $1 AND l.source_id = x.sid AND l.target_id = x.tid
+              FROM unnest($2::text[], $3::text[], $4::text[]::tid[]) AS x(sid, tid, lc),
+                   LATERAL (SELECT l.ctid, l.config_id, l.source_id, l.target_id, l.base
+                              FROM {schema}.sync_links l WHERE l.ctid = x.lc OFFSET 0) l
+             WHERE l.config_id = $1 AND l.source_id = x.sid AND l.target_id = x.tid
          ), u AS (
             UPDATE {wt} w SET ({wcols}) = ROW({rcols})
               FROM p, {rt} r, LATERAL (SELECT {new_base} AS nb OFFSET 0) n
@@ -989,6 +990,9 @@ impl<'a> Run<'a> {
         let whole = subxact::run(|| self.apply(&ops));
         self.timing[2] += t1.elapsed().as_micros();
         if let Err(e) = &whole {
+            if !subxact::is_data_error(&e.sqlstate) {
+                e.raise();
+            }
             // rows changed by someone else meanwhile: record those entities (retried
             // next run) and apply the rest of the batch together once more
             let raced = std::mem::take(&mut *self.raced.borrow_mut());
@@ -1021,6 +1025,7 @@ impl<'a> Run<'a> {
                     let (s, t) = (op.source_id.clone(), op.target_id.clone());
                     match subxact::run(|| self.apply(std::slice::from_ref(op))) {
                         Ok(st) => self.add(st),
+                        Err(e) if !subxact::is_data_error(&e.sqlstate) => e.raise(),
                         Err(e) => {
                             self.raced.borrow_mut().clear();
                             self.record_error(s.as_deref(), t.as_deref(), &e.sqlstate, &e.message)
@@ -1091,6 +1096,9 @@ impl<'a> Run<'a> {
                 })
             })
             .unwrap_or_else(|e| {
+                if !subxact::is_data_error(&e.sqlstate) {
+                    e.raise();
+                }
                 debug1!(
                     "sync_engine: config {}: copying {} pair(s) failed ({}), merging them one by one",
                     self.cfg.id,

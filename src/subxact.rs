@@ -3,13 +3,42 @@
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
-use pgrx::PgTryBuilder;
+use pgrx::{PgSqlErrorCode, PgTryBuilder};
 use std::panic::AssertUnwindSafe;
 
 #[derive(Debug, Clone)]
 pub struct SubxactError {
+    pub code: PgSqlErrorCode,
+    /// the five-character SQLSTATE, e.g. 23514
     pub sqlstate: String,
     pub message: String,
+}
+
+impl SubxactError {
+    /// Raise the error again (for errors that are not about the rows being written).
+    pub fn raise(&self) -> ! {
+        crate::fail(self.code, &self.message)
+    }
+}
+
+/// The five-character SQLSTATE of an error code (PostgreSQL packs it six bits a
+/// character, the first character lowest).
+pub fn sqlstate(code: PgSqlErrorCode) -> String {
+    let n = code as i64;
+    (0..5)
+        .map(|i| (((n >> (6 * i)) & 0x3F) as u8 + b'0') as char)
+        .collect()
+}
+
+/// Whether an error is about the data being written, so that writing other rows may
+/// work: a value, a constraint, a lock or serialization conflict, a user trigger's
+/// RAISE. Anything else (a cancel or timeout, a missing object, no privilege, out of
+/// memory, an internal error) is about the run as a whole and must end it.
+pub fn is_data_error(sqlstate: &str) -> bool {
+    matches!(
+        sqlstate.get(..2),
+        Some("09" | "21" | "22" | "23" | "27" | "40" | "44" | "54" | "55" | "P0")
+    )
 }
 
 pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
@@ -25,10 +54,7 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
                 CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
                 CaughtError::RustPanic { ereport, .. } => ereport,
             };
-            Err(SubxactError {
-                sqlstate: format!("{:?}", r.sql_error_code()),
-                message: r.message().to_string(),
-            })
+            Err(describe_report(r))
         })
         .execute();
     unsafe {
@@ -51,8 +77,40 @@ pub fn describe(e: &CaughtError) -> SubxactError {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
         CaughtError::RustPanic { ereport, .. } => ereport,
     };
+    describe_report(r)
+}
+
+fn describe_report(r: &pgrx::pg_sys::panic::ErrorReportWithLevel) -> SubxactError {
     SubxactError {
-        sqlstate: format!("{:?}", r.sql_error_code()),
+        code: r.sql_error_code(),
+        sqlstate: sqlstate(r.sql_error_code()),
         message: r.message().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_five_characters() {
+        assert_eq!(sqlstate(PgSqlErrorCode::ERRCODE_CHECK_VIOLATION), "23514");
+        assert_eq!(sqlstate(PgSqlErrorCode::ERRCODE_QUERY_CANCELED), "57014");
+        assert_eq!(sqlstate(PgSqlErrorCode::ERRCODE_RAISE_EXCEPTION), "P0001");
+        assert_eq!(sqlstate(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN), "42703");
+    }
+
+    #[test]
+    fn only_errors_about_the_rows_written_are_data_errors() {
+        for data in [
+            "23514", "23505", "22001", "22P05", "40001", "40P01", "55P03", "P0001",
+        ] {
+            assert!(is_data_error(data), "{data}");
+        }
+        for run in [
+            "57014", "42703", "42501", "42P01", "53200", "XX000", "08006",
+        ] {
+            assert!(!is_data_error(run), "{run}");
+        }
     }
 }
