@@ -12,6 +12,7 @@
 #      same table.                            target: peak private memory < 256 MB
 #
 #   ROWS=100000      rows for figure 1           SMALL=10000 / BIG=1000000  figure 2 and 3 sizes
+#   ROUNDS1=3        alternating rounds of figure 1 (replication, then sync_execute)
 #   CHANGES=15       rows updated per run (2)    REPEATS=15  runs per size (2)
 #   LOAD_LIMIT=180   seconds the BIG initial load may take; when the ROWS initial load predicts
 #                    more, BIG is reduced to what fits (the output says so)
@@ -29,12 +30,13 @@ SMALL=${SMALL:-10000}
 BIG=${BIG:-1000000}
 CHANGES=${CHANGES:-15}
 REPEATS=${REPEATS:-15}
+ROUNDS1=${ROUNDS1:-3}
 LOAD_LIMIT=${LOAD_LIMIT:-180}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/sync_engine_syncbench}
 BENCH_PORT=${BENCH_PORT:-55434}
 MEM_TARGET_MB=256
 OUT=$REPO_ROOT/bench/out/syncbench-$(date +%Y%m%d-%H%M%S)
-for v in ROWS SMALL BIG CHANGES REPEATS LOAD_LIMIT; do
+for v in ROWS SMALL BIG CHANGES REPEATS ROUNDS1 LOAD_LIMIT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 ((CHANGES <= SMALL)) || die "CHANGES ($CHANGES) must not exceed SMALL ($SMALL)"
@@ -121,7 +123,28 @@ sync_checked() {
 # ---------------------------------------------------------------------------------------
 # 1. throughput vs native logical replication
 # ---------------------------------------------------------------------------------------
-say "figure 1: logical replication baseline, $ROWS rows"
+# Both sides are set up first, then ROUNDS1 rounds alternate: the replicated UPDATE
+# (subscription enabled), then the sync_engine UPDATE + sync_execute (subscription
+# disabled and its slot moved past our WAL beforehand, so no walsender decodes our WAL
+# while we are timed, and replication never has to decode it either).
+say "figure 1: sync_engine setup, $ROWS rows"
+{
+    echo "CREATE SCHEMA src; CREATE SCHEMA dst;"
+    contacts_ddl src.contacts "$ROWS"
+    contacts_ddl dst.contacts 0
+    echo "SELECT sync_register_table('bsrc', 'contacts', 'src.contacts') \\g /dev/null"
+    echo "SELECT sync_register_table('bdst', 'contacts', 'dst.contacts') \\g /dev/null"
+    echo "VACUUM ANALYZE src.contacts;"
+} | sql
+cfg1=$(sql -c "SELECT sync_create_config('bench_contacts', 'bsrc', 'bdst', 'contacts')")
+out=$(sync_checked initial-load-contacts "$cfg1")
+read -r _ load1_ms res <<<"$out"
+[[ $(jget "$res" created) == "$ROWS" ]] || die "initial load created $(jget "$res" created) rows, want $ROWS: $res"
+# the first incremental run reads the initial load's own change records (engine-origin, skipped)
+out=$(sync_checked drain-contacts "$cfg1")
+read -r _ drain1_ms _ <<<"$out"
+
+say "figure 1: logical replication setup, $ROWS rows"
 sql -c "CREATE DATABASE repl_pub" -c "CREATE DATABASE repl_sub"
 contacts_ddl contacts "$ROWS" | sql -d repl_pub
 contacts_ddl contacts "$ROWS" | sql -d repl_sub
@@ -131,12 +154,10 @@ conninfo="host=127.0.0.1 port=$BENCH_PORT user=postgres dbname=repl_pub"
 sql -d repl_pub <<SQL
 CREATE PUBLICATION bench_pub FOR TABLE contacts;
 SELECT pg_create_logical_replication_slot('bench_sub', 'pgoutput') \\g /dev/null
-VACUUM ANALYZE contacts;
 SQL
 sql -d repl_sub <<SQL
-VACUUM ANALYZE contacts;
 CREATE SUBSCRIPTION bench_sub CONNECTION '$conninfo' PUBLICATION bench_pub
-  WITH (copy_data = false, create_slot = false, slot_name = 'bench_sub');
+  WITH (copy_data = false, create_slot = false, slot_name = 'bench_sub', enabled = false);
 -- waits (every 20 ms) until the row with the highest id has the score wanted; the apply
 -- worker applies a transaction atomically, so one row tells when all of it is visible
 CREATE FUNCTION wait_applied(want int, timeout_s float8) RETURNS float8 LANGUAGE plpgsql AS \$\$
@@ -155,81 +176,81 @@ BEGIN
     END LOOP;
 END \$\$;
 SQL
-for ((i = 0; ; i++)); do
-    state=$(sql -d repl_pub -c "SELECT state FROM pg_stat_replication WHERE application_name = 'bench_sub'")
-    [[ $state == streaming ]] && break
-    ((i < 300)) || die "the subscription is not streaming after 30 s (state '$state'; see $BENCH_DIR/postgres.log)"
-    sleep 0.1
-done
-sql -c "CHECKPOINT"
-want=$(sql -d repl_sub -c "SELECT score + 1 FROM contacts WHERE id = $ROWS")
-sql -d repl_sub -c "SELECT wait_applied($want, 600)" >"$work/applied" &
-bg_pids+=($!)
-waiter=$!
-sleep 1
-out=$(sql -d repl_pub <<SQL
+# wait_walsender STATE: until the subscription's walsender is streaming (or gone: "")
+wait_walsender() {
+    local state
+    for ((i = 0; ; i++)); do
+        state=$(sql -d repl_pub -c "SELECT state FROM pg_stat_replication WHERE application_name = 'bench_sub'")
+        [[ $state == "$1" ]] && return 0
+        ((i < 300)) || die "the subscription's walsender is '$state', not '$1', after 30 s (see $BENCH_DIR/postgres.log)"
+        sleep 0.1
+    done
+}
+repl=() repl_upd=() repl_lag=() syncw=() syncd=() sync_upd=() ratios=()
+for ((r = 1; r <= ROUNDS1; r++)); do
+    # replication: skip the WAL written since the last round, then stream
+    sql -d repl_pub -c "VACUUM ANALYZE contacts" \
+        -c "SELECT pg_replication_slot_advance('bench_sub', pg_current_wal_lsn())" >/dev/null
+    sql -d repl_sub -c "VACUUM ANALYZE contacts" -c "ALTER SUBSCRIPTION bench_sub ENABLE"
+    wait_walsender streaming
+    sql -c "CHECKPOINT"
+    want=$(sql -d repl_sub -c "SELECT score + 1 FROM contacts WHERE id = $ROWS")
+    sql -d repl_sub -c "SELECT wait_applied($want, 600)" >"$work/applied" &
+    bg_pids+=($!)
+    waiter=$!
+    sleep 1
+    out=$(sql -d repl_pub <<SQL
 SELECT extract(epoch FROM clock_timestamp());
 UPDATE contacts SET score = score + 1;
 SELECT extract(epoch FROM clock_timestamp());
 SQL
-)
-read -r t0 t1 <<<"$(tr '\n' ' ' <<<"$out")"
-wait "$waiter" || die "waiting for the subscriber failed"
-t2=$(cat "$work/applied")
-repl_upd_ms=$(ms_between "$t0" "$t1")
-repl_ms=$(ms_between "$t0" "$t2")
-repl_lag_ms=$(ms_between "$t1" "$t2")
-n=$(sql -d repl_sub -c "SELECT count(*) FROM contacts WHERE score = (id % 100) + 1")
-((n == ROWS)) || die "subscriber has $n of $ROWS rows updated"
-# stop decoding before the sync_engine part (the walsender would decode its WAL too)
-sql -d repl_sub -c "DROP SUBSCRIPTION bench_sub"
-sql -c "DROP DATABASE repl_sub" -c "DROP DATABASE repl_pub"
-say "replication: UPDATE ${repl_upd_ms} ms, applied on the subscriber ${repl_ms} ms after the UPDATE started"
+    )
+    read -r t0 t1 <<<"$(tr '\n' ' ' <<<"$out")"
+    wait "$waiter" || die "waiting for the subscriber failed"
+    t2=$(cat "$work/applied")
+    repl+=("$(ms_between "$t0" "$t2")") repl_upd+=("$(ms_between "$t0" "$t1")") repl_lag+=("$(ms_between "$t1" "$t2")")
+    n=$(sql -d repl_sub -c "SELECT count(*) FROM contacts WHERE score = (id % 100) + $r")
+    ((n == ROWS)) || die "round $r: subscriber has $n of $ROWS rows updated"
+    sql -d repl_sub -c "ALTER SUBSCRIPTION bench_sub DISABLE"
+    wait_walsender ""
 
-say "figure 1: sync_engine, $ROWS rows"
-{
-    echo "CREATE SCHEMA src; CREATE SCHEMA dst;"
-    contacts_ddl src.contacts "$ROWS"
-    contacts_ddl dst.contacts 0
-    echo "SELECT sync_register_table('bsrc', 'contacts', 'src.contacts') \\g /dev/null"
-    echo "SELECT sync_register_table('bdst', 'contacts', 'dst.contacts') \\g /dev/null"
-    echo "VACUUM ANALYZE src.contacts;"
-} | sql
-cfg1=$(sql -c "SELECT sync_create_config('bench_contacts', 'bsrc', 'bdst', 'contacts')")
-out=$(sync_checked initial-load-contacts "$cfg1")
-read -r _ load1_ms res <<<"$out"
-[[ $(jget "$res" created) == "$ROWS" ]] || die "initial load created $(jget "$res" created) rows, want $ROWS: $res"
-# the first incremental run reads the initial load's own change records (engine-origin, skipped)
-out=$(sync_checked drain-contacts "$cfg1")
-read -r _ drain1_ms _ <<<"$out"
-sql -c "VACUUM ANALYZE" -c "CHECKPOINT"
-out=$(sql <<SQL
+    # sync_engine: the same UPDATE on the source, then one sync_execute
+    sql -c "VACUUM ANALYZE" -c "CHECKPOINT"
+    out=$(sql <<SQL
 SELECT extract(epoch FROM clock_timestamp());
 UPDATE src.contacts SET score = score + 1;
 SELECT extract(epoch FROM clock_timestamp());
 SQL
-)
-read -r t0 t1 <<<"$(tr '\n' ' ' <<<"$out")"
-sync_upd_ms=$(ms_between "$t0" "$t1")
-out=$(sync_checked full-update-contacts "$cfg1")
-read -r sync_dur_ms sync_wall_ms res <<<"$out"
-[[ $(jget "$res" updated) == "$ROWS" ]] || die "sync_execute updated $(jget "$res" updated) rows, want $ROWS: $res"
-n=$(sql -c "SELECT count(*) FROM dst.contacts WHERE score = (id % 100) + 1")
-((n == ROWS)) || die "target has $n of $ROWS rows updated"
-ratio1=$(div "$sync_wall_ms" "$repl_ms")
-ratio1b=$(div "$(awk -v a="$sync_upd_ms" -v b="$sync_wall_ms" 'BEGIN { print a + b }')" "$repl_ms")
+    )
+    read -r t0 t1 <<<"$(tr '\n' ' ' <<<"$out")"
+    sync_upd+=("$(ms_between "$t0" "$t1")")
+    out=$(sync_checked "full-update-contacts-$r" "$cfg1")
+    read -r d w res <<<"$out"
+    [[ $(jget "$res" updated) == "$ROWS" ]] || die "sync_execute updated $(jget "$res" updated) rows, want $ROWS: $res"
+    n=$(sql -c "SELECT count(*) FROM dst.contacts WHERE score = (id % 100) + $r")
+    ((n == ROWS)) || die "round $r: target has $n of $ROWS rows updated"
+    syncw+=("$w") syncd+=("$d") ratios+=("$(div "$w" "${repl[-1]}")")
+    printf '    round %d  replication %8s ms  sync_execute %8s ms  ratio %s\n' "$r" "${repl[-1]}" "$w" "${ratios[-1]}"
+done
+sql -d repl_sub -c "DROP SUBSCRIPTION bench_sub"
+sql -c "DROP DATABASE repl_sub" -c "DROP DATABASE repl_pub"
+repl_ms=$(median "${repl[@]}")
+sync_wall_ms=$(median "${syncw[@]}")
+ratio1=$(median "${ratios[@]}")
+ratio1m=$(div "$sync_wall_ms" "$repl_ms")
+ratio1b=$(div "$(awk -v a="$(median "${sync_upd[@]}")" -v b="$sync_wall_ms" 'BEGIN { print a + b }')" "$repl_ms")
 v1=$(verdict "$ratio1" 1.0 "<=")
 [[ $v1 == met ]] || missed=1
 {
     echo
-    echo "1. throughput: UPDATE of all $ROWS rows (score = score + 1), then bring the other side up to date"
-    printf '   %-44s %10s ms\n' "logical replication, UPDATE start -> applied" "$repl_ms"
-    printf '   %-44s %10s ms\n' "  of which the UPDATE on the publisher" "$repl_upd_ms"
-    printf '   %-44s %10s ms\n' "  of which apply after the commit" "$repl_lag_ms"
-    printf '   %-44s %10s ms   (duration_ms %s)\n' "sync_execute, wall clock incl. commit" "$sync_wall_ms" "$sync_dur_ms"
-    printf '   %-44s %10s ms   (not in the ratio)\n' "  source UPDATE with capture trigger" "$sync_upd_ms"
-    echo "   ratio = sync_execute / replication = $ratio1   (target <= 1.0: $v1)"
-    echo "   (source UPDATE + sync_execute) / replication = $ratio1b"
+    echo "1. throughput: UPDATE of all $ROWS rows (score = score + 1), then bring the other side up to date; $ROUNDS1 alternating rounds, medians"
+    printf '   %-44s %10s ms   (rounds %s)\n' "logical replication, UPDATE start -> applied" "$repl_ms" "${repl[*]}"
+    printf '   %-44s %10s ms\n' "  of which the UPDATE on the publisher" "$(median "${repl_upd[@]}")"
+    printf '   %-44s %10s ms\n' "  of which apply after the commit" "$(median "${repl_lag[@]}")"
+    printf '   %-44s %10s ms   (rounds %s; duration_ms %s)\n' "sync_execute, wall clock incl. commit" "$sync_wall_ms" "${syncw[*]}" "${syncd[*]}"
+    printf '   %-44s %10s ms   (not in the ratio)\n' "  source UPDATE with capture trigger" "$(median "${sync_upd[@]}")"
+    echo "   ratio = sync_execute / replication, median of the rounds' ratios = $ratio1   (rounds ${ratios[*]}; target <= 1.0: $v1)"
+    echo "   ratio of the medians = $ratio1m;  (source UPDATE + sync_execute) / replication = $ratio1b"
     echo "   initial load of $ROWS rows: ${load1_ms} ms; the next run (no changes) ${drain1_ms} ms"
 } | tee "$OUT/fig1.txt"
 
@@ -394,7 +415,7 @@ v3h=$(verdict "$(mb "$backlog_hwm")" "$MEM_TARGET_MB" "<")
 } | tee "$OUT/fig3.txt"
 
 {
-    echo "sync_engine sync bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, library $lib_so ($lib_info), ROWS=$ROWS SMALL=$SMALL BIG=$BIG CHANGES=$CHANGES REPEATS=$REPEATS"
+    echo "sync_engine sync bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, library $lib_so ($lib_info), ROWS=$ROWS ROUNDS1=$ROUNDS1 SMALL=$SMALL BIG=$BIG CHANGES=$CHANGES REPEATS=$REPEATS"
     cat "$OUT/fig1.txt" "$OUT/fig2.txt" "$OUT/fig3.txt"
     echo
     echo "raw sync_execute results: ${OUT#"$REPO_ROOT"/}/sync_execute.log"

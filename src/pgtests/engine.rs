@@ -889,9 +889,10 @@ pub mod tests {
         assert_eq!(db.json(&same)["n"], 1, "only row 3 differs");
         assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
         let e = db.json(&format!(
-            "SELECT source_id, message FROM sync_errors WHERE config_id = {c} AND NOT resolved"
+            "SELECT source_id, sqlstate, message FROM sync_errors WHERE config_id = {c} AND NOT resolved"
         ));
         assert_eq!(e["source_id"], "3", "{e}");
+        assert_eq!(e["sqlstate"], "23514", "{e}");
         assert!(
             e["message"].as_str().unwrap().contains("check constraint"),
             "{e}"
@@ -959,6 +960,51 @@ pub mod tests {
         assert_eq!(counts(&db.sync(c)), json!([0, 0, 0, 0, 0]));
         assert_eq!(db.json(&same)["n"], 0);
         assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
+    }
+
+    /// An error that is about the run rather than about a row (here: no privilege to
+    /// write the target) ends the run with that error; it is not recorded once per
+    /// entity, and nothing of the run is kept.
+    #[test]
+    fn an_error_about_the_run_not_the_rows_ends_the_run() {
+        let mut db = Db::new();
+        db.exec(
+            "CREATE SCHEMA e_priv;
+             CREATE TABLE e_priv.a (id int PRIMARY KEY, name text);
+             CREATE TABLE e_priv.b (id int PRIMARY KEY, name text);
+             SELECT sync_register_table('e_priv_a', 'items', 'e_priv.a');
+             SELECT sync_register_table('e_priv_b', 'items', 'e_priv.b');
+             SELECT sync_create_config('e_priv', 'e_priv_a', 'e_priv_b', 'items');
+             UPDATE sync_configs SET enabled = false WHERE name = 'e_priv';
+             INSERT INTO e_priv.a VALUES (1, 'one'), (2, 'two');
+             CREATE ROLE e_priv_syncer;
+             GRANT USAGE ON SCHEMA e_priv TO e_priv_syncer;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO e_priv_syncer;
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO e_priv_syncer;
+             GRANT SELECT, INSERT, UPDATE ON e_priv.a TO e_priv_syncer;
+             GRANT SELECT ON e_priv.b TO e_priv_syncer;",
+        );
+        let c = db.json("SELECT id FROM sync_configs WHERE name = 'e_priv'")["id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(counts(&db.sync(c)), json!([2, 0, 0, 0, 0]));
+        db.exec("UPDATE e_priv.a SET name = upper(name)");
+        let e = db.err(&format!(
+            "SET ROLE e_priv_syncer; SELECT sync_execute({c}); RESET ROLE;"
+        ));
+        assert!(e.starts_with("42501: permission denied for table b"), "{e}");
+        db.exec("RESET ROLE");
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_errors WHERE config_id = {c}"
+            ))["n"],
+            0
+        );
+        assert_eq!(counts(&db.sync(c)), json!([0, 2, 0, 0, 0]));
+        assert_eq!(
+            db.rows("SELECT id, name FROM e_priv.b ORDER BY id"),
+            json!([{"id": 1, "name": "ONE"}, {"id": 2, "name": "TWO"}])
+        );
     }
 
     /// One-way column-copy configs copy only their way.
