@@ -60,6 +60,13 @@ cleanup() {
     rm -rf -- "$work"
 }
 trap cleanup EXIT
+# forget_pid PID: a background job that was waited for is not killed at exit (its pid
+# may belong to another process by then)
+forget_pid() {
+    local p keep=()
+    for p in "${bg_pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    bg_pids=("${keep[@]}")
+}
 
 bash scripts/cluster.sh start "$BENCH_DIR" "$BENCH_PORT" \
     -c synchronous_commit=off -c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=30min \
@@ -125,8 +132,8 @@ sync_checked() {
 # ---------------------------------------------------------------------------------------
 # Both sides are set up first, then ROUNDS1 rounds alternate: the replicated UPDATE
 # (subscription enabled), then the sync_engine UPDATE + sync_execute (subscription
-# disabled and its slot moved past our WAL beforehand, so no walsender decodes our WAL
-# while we are timed, and replication never has to decode it either).
+# disabled, so no walsender decodes our WAL while we are timed; before the next
+# replicated round the slot is advanced past it, untimed).
 say "figure 1: sync_engine setup, $ROWS rows"
 {
     echo "CREATE SCHEMA src; CREATE SCHEMA dst;"
@@ -178,7 +185,7 @@ END \$\$;
 SQL
 # wait_walsender STATE: until the subscription's walsender is streaming (or gone: "")
 wait_walsender() {
-    local state
+    local state i
     for ((i = 0; ; i++)); do
         state=$(sql -d repl_pub -c "SELECT state FROM pg_stat_replication WHERE application_name = 'bench_sub'")
         [[ $state == "$1" ]] && return 0
@@ -196,8 +203,8 @@ for ((r = 1; r <= ROUNDS1; r++)); do
     sql -c "CHECKPOINT"
     want=$(sql -d repl_sub -c "SELECT score + 1 FROM contacts WHERE id = $ROWS")
     sql -d repl_sub -c "SELECT wait_applied($want, 600)" >"$work/applied" &
-    bg_pids+=($!)
     waiter=$!
+    bg_pids+=("$waiter")
     sleep 1
     out=$(sql -d repl_pub <<SQL
 SELECT extract(epoch FROM clock_timestamp());
@@ -207,6 +214,7 @@ SQL
     )
     read -r t0 t1 <<<"$(tr '\n' ' ' <<<"$out")"
     wait "$waiter" || die "waiting for the subscriber failed"
+    forget_pid "$waiter"
     t2=$(cat "$work/applied")
     repl+=("$(ms_between "$t0" "$t2")") repl_upd+=("$(ms_between "$t0" "$t1")") repl_lag+=("$(ms_between "$t1" "$t2")")
     n=$(sql -d repl_sub -c "SELECT count(*) FROM contacts WHERE score = (id % 100) + $r")
@@ -375,6 +383,7 @@ SQL
         sleep 0.05
     done
     wait "$spid" || die "$label: the session failed (output: $(cat "$work/$label.out"))"
+    forget_pid "$spid"
 }
 kb() { awk -v f="$2:" '$1 == f { print $2 }' "$1"; }
 peak_sampled() { awk -v f="$2:" '{ for (i = 1; i < NF; i += 2) if ($i == f && $(i + 1) > m) m = $(i + 1) } END { print m + 0 }' "$1"; }

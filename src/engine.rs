@@ -837,7 +837,17 @@ impl<'a> Run<'a> {
         }
         let t0 = std::time::Instant::now();
         let mut items = items;
-        self.load_bases(&mut items);
+        for (s, t) in self.load_bases(&mut items) {
+            self.record_error(
+                s.as_deref(),
+                t.as_deref(),
+                "40001",
+                "the link of this pair was replaced earlier in the same run (a key handed out again); retried on the next run",
+            );
+        }
+        if items.is_empty() {
+            return;
+        }
         let (sids, tids) = ids(&items);
         let src_rows = read_rows(&self.cfg.source, &sids, &self.source_cols);
         let mut tgt_rows = read_rows(&self.cfg.target, &tids, &self.fields);
@@ -1014,6 +1024,7 @@ impl<'a> Run<'a> {
                 ops = rest;
                 match subxact::run(|| self.apply(&ops)) {
                     Ok(st) => return self.add(st),
+                    Err(e) if !subxact::is_data_error(&e.sqlstate) => e.raise(),
                     Err(_) => self.raced.borrow_mut().clear(),
                 }
             }
@@ -1127,16 +1138,18 @@ impl<'a> Run<'a> {
         rest
     }
 
-    /// The bases of the linked pairs (as they are now: an earlier batch of this run may
-    /// have replaced a link); a pair whose link is gone is unlinked.
-    fn load_bases(&self, items: &mut [Item]) {
+    /// The bases of the linked pairs. A pair whose link an earlier batch of this run
+    /// dropped or replaced (a key handed out again) is taken out and returned: both of
+    /// its entities are looked at again by the next run, with the links as they are.
+    #[allow(clippy::type_complexity)]
+    fn load_bases(&self, items: &mut Vec<Item>) -> Vec<(Option<String>, Option<String>)> {
         let linked: Vec<&str> = items
             .iter()
             .filter(|i| i.link.is_some())
             .filter_map(|i| i.source_id.as_deref())
             .collect();
         if linked.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut bases: HashMap<String, (String, Row)> = db::lookups_only(|| {
             Spi::connect(|c| {
@@ -1165,12 +1178,23 @@ impl<'a> Run<'a> {
                 })
             })
         });
-        for it in items.iter_mut().filter(|i| i.link.is_some()) {
-            match it.source_id.as_ref().and_then(|s| bases.remove(s)) {
-                Some((t, b)) if it.target_id.as_ref() == Some(&t) => it.base = Some(b),
-                _ => it.link = None,
+        let mut relinked = Vec::new();
+        items.retain_mut(|it| {
+            if it.link.is_none() {
+                return true;
             }
-        }
+            match it.source_id.as_ref().and_then(|s| bases.remove(s)) {
+                Some((t, b)) if it.target_id.as_ref() == Some(&t) => {
+                    it.base = Some(b);
+                    true
+                }
+                _ => {
+                    relinked.push((it.source_id.take(), it.target_id.take()));
+                    false
+                }
+            }
+        });
+        relinked
     }
 
     /// Open errors of these entities are resolved: they went through.

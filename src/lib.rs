@@ -59,9 +59,15 @@ pub fn ext_schema_raw() -> String {
     q[1..q.len() - 1].replace("\"\"", "\"")
 }
 
-/// Quote a SQL string literal.
+/// Quote a SQL string literal; one with a backslash as an escape string (`E'..'`), so
+/// it reads the same whatever `standard_conforming_strings` says.
 pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    let q = s.replace('\'', "''");
+    if q.contains('\\') {
+        format!("E'{}'", q.replace('\\', "\\\\"))
+    } else {
+        format!("'{q}'")
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

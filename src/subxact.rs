@@ -30,15 +30,20 @@ pub fn sqlstate(code: PgSqlErrorCode) -> String {
         .collect()
 }
 
-/// Whether an error is about the data being written, so that writing other rows may
-/// work: a value, a constraint, a lock or serialization conflict, a user trigger's
-/// RAISE. Anything else (a cancel or timeout, a missing object, no privilege, out of
-/// memory, an internal error) is about the run as a whole and must end it.
+/// Whether an error may be about the rows being written, so that writing other rows
+/// may work: anything but what is about the run as a whole — a cancel, timeout or
+/// shutdown (class 57), too few resources (53), a system or I/O error (58), a lost
+/// connection (08), a missing database or schema (3D, 3F), corrupted data (XX001,
+/// XX002), and a statement that cannot work for any row (class 42: a syntax error, a
+/// missing table, column or function), except a missing privilege (42501), which
+/// row-level security raises for single rows. Codes a trigger makes up reach us as
+/// XX000 and count as the row's.
 pub fn is_data_error(sqlstate: &str) -> bool {
-    matches!(
+    let run_level = matches!(
         sqlstate.get(..2),
-        Some("09" | "21" | "22" | "23" | "27" | "40" | "44" | "54" | "55" | "P0")
-    )
+        Some("57" | "53" | "58" | "08" | "3D" | "3F" | "42")
+    ) || matches!(sqlstate, "XX001" | "XX002");
+    !run_level || sqlstate == "42501"
 }
 
 pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
@@ -103,12 +108,14 @@ mod tests {
     #[test]
     fn only_errors_about_the_rows_written_are_data_errors() {
         for data in [
-            "23514", "23505", "22001", "22P05", "40001", "40P01", "55P03", "P0001",
+            "23514", "23505", "22001", "22P05", "40001", "40P01", "55P03", "P0001", "42501",
+            "XX000", "38000", "39001",
         ] {
             assert!(is_data_error(data), "{data}");
         }
         for run in [
-            "57014", "42703", "42501", "42P01", "53200", "XX000", "08006",
+            "57014", "57P01", "42703", "42P01", "42883", "42601", "53200", "53100", "58030",
+            "08006", "3D000", "3F000", "XX001", "XX002",
         ] {
             assert!(!is_data_error(run), "{run}");
         }

@@ -191,7 +191,7 @@ fn run_one(schema: &str, config_id: i64) {
     };
     match in_txn(|| engine::execute_run(config_id, "worker", Some(run_id))) {
         Ok(_) => {}
-        Err(e) if e.sqlstate.contains("LOCK_NOT_AVAILABLE") => {
+        Err(e) if e.code == pgrx::PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE => {
             // a run started elsewhere (sync_execute, pg_cron) is in progress: not a failure
             if let Err(e) = in_txn(|| {
                 crate::db::run(
