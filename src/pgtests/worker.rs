@@ -105,6 +105,51 @@ mod tests {
         assert_eq!(db.json(&format!("SELECT count(*) AS n FROM sync_runs WHERE config_id = {bad} AND status = 'running'"))["n"], 0);
     }
 
+    /// A config that is running elsewhere (a long manual sync_execute) is skipped by the
+    /// worker, not counted as a failure, and run once it is free again.
+    #[test]
+    fn a_config_running_elsewhere_is_skipped_not_failed() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "w_busy", "latest_wins", "bidirectional", "NULL");
+        // another session holds the config's run lock, as a long sync_execute does
+        let mut other = Db::new();
+        other.exec(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({}, {c}::int);",
+            crate::engine::LOCK_CLASS
+        ));
+        schedule(&mut db, c);
+        db.exec("INSERT INTO w_busy.crm (full_name) VALUES ('Waits Its Turn')");
+        // a second config, due after the busy one: once the worker has synced it, it
+        // has tried the busy one (due configs are taken in next_run_at order)
+        let free = crm_hub(&mut db, "w_free", "latest_wins", "bidirectional", "NULL");
+        db.exec(&format!(
+            "UPDATE sync_configs SET next_run_at = now() - interval '1 hour' WHERE id = {c};
+             INSERT INTO w_free.crm (full_name) VALUES ('Goes First');"
+        ));
+        schedule(&mut db, free);
+        assert_eq!(
+            wait_for(&mut db, "SELECT count(*) FROM w_free.hub", json!(1)),
+            json!(1)
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let s = db.json(&format!(
+            "SELECT (SELECT count(*) FROM sync_runs WHERE config_id = {c} AND started_by = 'worker') AS worker_runs,
+                    consecutive_failures FROM sync_configs WHERE id = {c}"
+        ));
+        assert_eq!(s, json!({"worker_runs": 0, "consecutive_failures": 0}));
+        other.exec("COMMIT");
+        assert_eq!(
+            wait_for(&mut db, "SELECT count(*) FROM w_busy.hub", json!(1)),
+            json!(1)
+        );
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_runs WHERE config_id = {c} AND status = 'failed'"
+            ))["n"],
+            0
+        );
+    }
+
     /// pg_cron as the scheduler instead of the worker (Debian's pg_cron 1.4 runs jobs
     /// at minute granularity, so this waits for the next minute).
     #[test]
