@@ -1111,7 +1111,7 @@ impl<'a> Run<'a> {
                     e.raise();
                 }
                 debug1!(
-                    "sync_engine: config {}: copying {} pair(s) failed ({}), merging them one by one",
+                    "sync_engine: config {}: copying {} pair(s) failed ({}); they go through the merge",
                     self.cfg.id,
                     pairs.len(),
                     e.message
