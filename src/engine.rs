@@ -997,12 +997,9 @@ impl<'a> Run<'a> {
         self.timing[1] += t0.elapsed().as_micros();
         let t1 = std::time::Instant::now();
         self.raced.borrow_mut().clear();
-        let whole = subxact::run(|| self.apply(&ops));
+        let whole = subxact::run_for_rows(|| self.apply(&ops));
         self.timing[2] += t1.elapsed().as_micros();
         if let Err(e) = &whole {
-            if !subxact::is_data_error(&e.sqlstate) {
-                e.raise();
-            }
             // rows changed by someone else meanwhile: record those entities (retried
             // next run) and apply the rest of the batch together once more
             let raced = std::mem::take(&mut *self.raced.borrow_mut());
@@ -1022,9 +1019,8 @@ impl<'a> Run<'a> {
                     self.record_error(s, t, &e.sqlstate, &e.message);
                 }
                 ops = rest;
-                match subxact::run(|| self.apply(&ops)) {
+                match subxact::run_for_rows(|| self.apply(&ops)) {
                     Ok(st) => return self.add(st),
-                    Err(e) if !subxact::is_data_error(&e.sqlstate) => e.raise(),
                     Err(_) => self.raced.borrow_mut().clear(),
                 }
             }
@@ -1034,9 +1030,8 @@ impl<'a> Run<'a> {
             Err(_) => {
                 for op in &ops {
                     let (s, t) = (op.source_id.clone(), op.target_id.clone());
-                    match subxact::run(|| self.apply(std::slice::from_ref(op))) {
+                    match subxact::run_for_rows(|| self.apply(std::slice::from_ref(op))) {
                         Ok(st) => self.add(st),
-                        Err(e) if !subxact::is_data_error(&e.sqlstate) => e.raise(),
                         Err(e) => {
                             self.raced.borrow_mut().clear();
                             self.record_error(s.as_deref(), t.as_deref(), &e.sqlstate, &e.message)
@@ -1098,7 +1093,7 @@ impl<'a> Run<'a> {
                 .filter_map(|p| p.target_id.as_deref())
                 .collect();
             let links: Vec<&str> = pairs.iter().filter_map(|p| p.link.as_deref()).collect();
-            let written = subxact::run(|| {
+            let written = subxact::run_for_rows(|| {
                 db::lookups_only(|| {
                     written_keys(
                         sql,
@@ -1107,9 +1102,6 @@ impl<'a> Run<'a> {
                 })
             })
             .unwrap_or_else(|e| {
-                if !subxact::is_data_error(&e.sqlstate) {
-                    e.raise();
-                }
                 debug1!(
                     "sync_engine: config {}: copying {} pair(s) failed ({}); they go through the merge",
                     self.cfg.id,

@@ -15,8 +15,8 @@ pub struct SubxactError {
 }
 
 impl SubxactError {
-    /// Raise the error again (for errors that are not about the rows being written).
-    pub fn raise(&self) -> ! {
+    /// Raise the error again.
+    fn raise(&self) -> ! {
         crate::fail(self.code, &self.message)
     }
 }
@@ -44,6 +44,19 @@ pub fn is_data_error(sqlstate: &str) -> bool {
         Some("57" | "53" | "58" | "08" | "3D" | "3F" | "42")
     ) || matches!(sqlstate, "XX001" | "XX002");
     !run_level || sqlstate == "42501"
+}
+
+/// `run` for work on rows (a batch, one entity): an error that may be about the rows
+/// is returned, so the caller can isolate the entity; any other error (see
+/// `is_data_error`) is raised again and ends the statement that called us.
+pub fn run_for_rows<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
+    let r = run(f);
+    if let Err(e) = &r {
+        if !is_data_error(&e.sqlstate) {
+            e.raise();
+        }
+    }
+    r
 }
 
 pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
