@@ -456,17 +456,24 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
             }
         })
         .collect();
-    // the base's object built from one side's columns (position 1: read, 2: written)
-    let object = |alias: &str, at: usize| {
+    // the new base: an object of the read row's columns
+    let new_base = {
         let pairs: Vec<String> = cols
             .iter()
-            .map(|c| {
-                let col = if at == 1 { c.1 } else { c.2 };
-                format!("{}, {alias}.{}", lit(c.0), q(col))
-            })
+            .map(|c| format!("{}, r.{}", lit(c.0), q(c.1)))
             .collect();
         format!("jsonb_build_object({})", pairs.join(", "))
     };
+    // the written row's columns, which must still hold the old base
+    let written: Vec<(String, String)> = cols
+        .iter()
+        .map(|c| (format!("w.{}", q(c.2)), write.column_type(c.2).unwrap_or("").to_string()))
+        .collect();
+    let guarded: Vec<(&str, &str, &str)> = cols
+        .iter()
+        .zip(&written)
+        .map(|(c, (e, t))| (c.0, e.as_str(), t.as_str()))
+        .collect();
     let (read_id, write_id) = if to_target {
         ("sid", "tid")
     } else {
@@ -483,7 +490,7 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
             UPDATE {wt} w SET ({wcols}) = ROW({rcols})
               FROM p, {rt} r, LATERAL (SELECT {new_base} AS nb OFFSET 0) n
              WHERE r.{rk} = p.{read_id}::{rkt} AND w.{wk} = p.{write_id}::{wkt}
-               AND {written} = p.base AND n.nb <> p.base
+               AND {guard} AND n.nb <> p.base
             RETURNING p.lc, p.sid, n.nb
          ), v AS (
             UPDATE {schema}.sync_links l
@@ -500,8 +507,7 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
             .map(|c| format!("r.{}", q(c.1)))
             .collect::<Vec<_>>()
             .join(", "),
-        new_base = object("r", 1),
-        written = object("w", 2),
+        guard = crate::mapping::base_guard_sql(&guarded, "p.base"),
         checksum = base_checksum_sql("u.nb"),
         rk = q(&read.key_column),
         rkt = read.key_type,

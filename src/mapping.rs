@@ -816,10 +816,67 @@ fn show_list(cols: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// SQL that is true when a row's columns still hold a link's base: for each
+/// (base field, column expression, column type `format_type`), the column equals the
+/// base's value for that field, and the base has every field. What comparing
+/// `jsonb_build_object(fields and columns) = base` tells for these fields, without
+/// building an object per row: types whose text reads back exactly are compared as
+/// values of the type (text byte for byte, as the jsonb comparison does; numbers and
+/// times as values, so 1.50 = 1.5 and a time written under another TimeZone still
+/// matches), any other type as its jsonb image.
+pub fn base_guard_sql(cols: &[(&str, &str, &str)], base: &str) -> String {
+    let lit = crate::quote_literal;
+    let mut parts = vec![format!(
+        "{base} ?& ARRAY[{}]::text[]",
+        cols.iter().map(|c| lit(c.0)).collect::<Vec<_>>().join(", ")
+    )];
+    for (field, col, ty) in cols {
+        let f = lit(field);
+        let bare = ty.split('(').next().unwrap_or(ty).trim();
+        parts.push(match bare {
+            "text" | "character varying" => {
+                format!("{col}::text IS NOT DISTINCT FROM ({base} ->> {f}) COLLATE \"C\"")
+            }
+            "smallint" | "integer" | "bigint" | "numeric" | "boolean" | "date" | "uuid"
+            | "timestamp with time zone" | "timestamp without time zone" => {
+                format!("{col} IS NOT DISTINCT FROM ({base} ->> {f})::{bare}")
+            }
+            _ => format!("coalesce(to_jsonb({col}), 'null'::jsonb) = {base} -> {f}"),
+        });
+    }
+    parts.join(" AND ")
+}
+
 #[cfg(test)]
 mod input_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn base_guards_compare_each_column_by_its_kind() {
+        let g = base_guard_sql(
+            &[
+                ("name", "w.\"name\"", "character varying(20)"),
+                ("n", "w.n", "numeric(10,2)"),
+                ("at", "w.at", "timestamp with time zone"),
+                ("tags", "w.tags", "text[]"),
+                ("it's", "w.x", "timestamp(3) with time zone"),
+            ],
+            "p.base",
+        );
+        let parts: Vec<&str> = g.split(" AND ").collect();
+        assert_eq!(
+            parts,
+            [
+                "p.base ?& ARRAY['name', 'n', 'at', 'tags', 'it''s']::text[]",
+                "w.\"name\"::text IS NOT DISTINCT FROM (p.base ->> 'name') COLLATE \"C\"",
+                "w.n IS NOT DISTINCT FROM (p.base ->> 'n')::numeric",
+                "w.at IS NOT DISTINCT FROM (p.base ->> 'at')::timestamp with time zone",
+                "coalesce(to_jsonb(w.tags), 'null'::jsonb) = p.base -> 'tags'",
+                "coalesce(to_jsonb(w.x), 'null'::jsonb) = p.base -> 'it''s'",
+            ]
+        );
+    }
 
     #[test]
     fn numbers_compare_exactly_beyond_f64() {

@@ -969,6 +969,33 @@ pub mod tests {
             )),
             json!({"target_value": "behind the back", "resolution": "source"})
         );
+        // the same for a number (compared as a value) and an array (compared as jsonb):
+        // the copy leaves these rows to the merge, which keeps the target's values
+        db.exec(
+            "SET session_replication_role = replica;
+             UPDATE e_copy.b SET price = 7.25 WHERE id = 1;
+             UPDATE e_copy.b SET tags = '{bypass}' WHERE id = 3;
+             RESET session_replication_role;
+             UPDATE e_copy.a SET name = name || '?' WHERE id IN (1, 3);",
+        );
+        let r = db.sync(c);
+        assert_eq!(r["conflicts"], 0, "{r}");
+        assert_eq!(
+            db.json("SELECT array_agg(price::text ORDER BY id) AS p, array_agg(tags[1] ORDER BY id) AS t FROM e_copy.a WHERE id IN (1, 3)"),
+            json!({"p": ["7.25", "3.00"], "t": ["t1", "bypass"]})
+        );
+        assert_eq!(db.json(&same)["n"], 0);
+        // a base written under another TimeZone still matches the row (times compare as
+        // times): a one-sided change is copied, with no conflict
+        db.exec("SET TimeZone = 'Asia/Kolkata'; UPDATE e_copy.a SET name = 'in Kolkata' WHERE id = 3;");
+        let r = db.sync(c);
+        db.exec("RESET TimeZone");
+        assert_eq!(counts(&r), json!([0, 1, 0, 0, 0]), "{r}");
+        assert_eq!(db.json(&same)["n"], 0);
+        // and back: the base is rewritten with this session's time zone
+        db.exec("UPDATE e_copy.a SET name = 'item 3' WHERE id = 3");
+        assert_eq!(counts(&db.sync(c)), json!([0, 1, 0, 0, 0]));
+        assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
 
         // a target row being changed while the run copies to it: the copy waits, sees the
         // row no longer holds the base and leaves it to the merge, which keeps both edits
