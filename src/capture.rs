@@ -1,9 +1,14 @@
 //! The capture trigger: one `change_log` row per inserted, updated or deleted row.
 //!
 //! Hot path: it runs inside every write to a registered table, so it caches per
-//! relation the output functions of its columns, builds the JSON text itself and
-//! inserts through one kept SPI plan. The pure part (JSON text, diff record, checksum)
-//! is in `rowjson`.
+//! relation the output functions of its columns and builds the record (and its jsonb
+//! image) itself. A record is *taken* in the trigger (its id drawn, its time set) and
+//! written with others straight into change_log's heap and indexes: a thousand at a
+//! time, at the end of the statement (ExecutorEnd, or after a utility statement such
+//! as COPY), and before commit. Records of a subtransaction are written only while it
+//! is the current one, and dropped when it aborts, with the writes they record. When
+//! change_log does not have its usual shape, records go in through SPI instead. The
+//! pure part (JSON text, diff record, checksum) is in `rowjson`.
 
 use crate::rowjson::{self, ColKind, ColValue};
 use crate::{fail, guc};
@@ -57,7 +62,28 @@ const LOG_COLUMNS: [&str; 10] = [
     "checksum",
 ];
 
+/// A change record taken (its id drawn, its time set) but not yet in change_log: the
+/// trigger collects them and writes them many at a time (see `flush`).
+struct Pending {
+    /// the subtransaction whose writes it records (moved to the parent when that
+    /// commits): it is written only while that subtransaction is the current one, and
+    /// dropped when it aborts
+    subxid: pg_sys::SubTransactionId,
+    log: LogRel,
+    id: pg_sys::Datum,
+    changed_at: pg_sys::TimestampTz,
+    system: String,
+    entity_type: String,
+    origin: Option<String>,
+    rec: rowjson::ChangeRecord,
+}
+
+/// Records written to change_log at once, at most (bounds the trigger's memory in a
+/// statement that changes millions of rows).
+const FLUSH_AT: usize = 1000;
+
 thread_local! {
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
     static RELS: RefCell<HashMap<pg_sys::Oid, RelInfo>> = RefCell::new(HashMap::new());
     static LOGREL: RefCell<Option<Option<LogRel>>> = const { RefCell::new(None) };
     static PLAN: RefCell<Option<(String, pg_sys::SPIPlanPtr)>> = const { RefCell::new(None) };
@@ -244,33 +270,7 @@ struct Change<'a> {
     system: &'a str,
     entity_type: &'a str,
     origin: Option<&'a str>,
-    rec: &'a rowjson::ChangeRecord,
-}
-
-type ChangeParts<'a> = (
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    Option<&'a str>,
-    Option<&'a str>,
-);
-
-impl<'a> Change<'a> {
-    /// system, entity_type, entity_id, operation, fields, origin, checksum
-    fn parts(&self) -> ChangeParts<'a> {
-        let r = self.rec;
-        (
-            self.system,
-            self.entity_type,
-            r.entity_id.as_str(),
-            r.operation,
-            r.fields.as_str(),
-            self.origin,
-            r.checksum.as_deref(),
-        )
-    }
+    rec: rowjson::ChangeRecord,
 }
 
 /// Does the open change_log still have the shape the direct path writes (checked on
@@ -388,13 +388,12 @@ pub(crate) unsafe fn jsonb_datum(image: Option<&[u8]>, text: &str) -> pg_sys::Da
     .expect("jsonb")
 }
 
-/// Insert one change record straight into the heap and its indexes: what an INSERT
-/// would do, without parsing, planning or starting an executor for every row.
-/// Returns false (having written nothing) when change_log is not in the plain shape
-/// this path handles; the caller then goes through SPI.
-unsafe fn insert_direct(log: &LogRel, ch: &Change) -> bool {
-    let (system, entity_type, entity_id, operation, fields, origin, checksum) = ch.parts();
-    let rel = pg_sys::try_table_open(log.relid, pg_sys::RowExclusiveLock as i32);
+/// Write change records straight into change_log's heap (several to a page and to a
+/// WAL record) and its indexes: what an INSERT would do, without parsing, planning or
+/// starting an executor. Returns false (having written nothing) when change_log is gone
+/// or not in the plain shape this path handles; the caller then goes through SPI.
+unsafe fn insert_direct(relid: pg_sys::Oid, recs: &[Pending]) -> bool {
+    let rel = pg_sys::try_table_open(relid, pg_sys::RowExclusiveLock as i32);
     if rel.is_null() {
         // dropped (e.g. the extension was re-created): look it up again next time
         LOGREL.with(|l| *l.borrow_mut() = None);
@@ -411,83 +410,197 @@ unsafe fn insert_direct(log: &LogRel, ch: &Change) -> bool {
         return false;
     };
     let td = (*rel).rd_att;
-    let id = pgrx::direct_function_call_as_datum(
-        pg_sys::nextval_oid,
-        &[Some(pg_sys::Datum::from(log.seqid))],
-    )
-    .expect("nextval");
-    let jsonb = jsonb_datum(ch.rec.fields_jsonb.as_deref(), fields);
-    let txid = pg_sys::GetTopFullTransactionId().value;
-    let mut values = [
-        id,
-        text_datum(system),
-        text_datum(entity_type),
-        text_datum(entity_id),
-        text_datum(operation),
-        jsonb,
-        pg_sys::Datum::from(pg_sys::GetCurrentTimestamp()),
-        pg_sys::Datum::from(txid),
-        origin.map_or(pg_sys::Datum::from(0usize), |o| text_datum(o)),
-        checksum.map_or(pg_sys::Datum::from(0usize), |c| text_datum(c)),
-    ];
-    let mut nulls = [
-        false,
-        false,
-        false,
-        false,
-        false,
-        false,
-        false,
-        false,
-        origin.is_none(),
-        checksum.is_none(),
-    ];
-    let tuple = pg_sys::heap_form_tuple(td, values.as_mut_ptr(), nulls.as_mut_ptr());
-    pg_sys::simple_heap_insert(rel, tuple);
-    let slot = pg_sys::MakeSingleTupleTableSlot(td, &pg_sys::TTSOpsHeapTuple);
-    pg_sys::ExecStoreHeapTuple(tuple, slot, false);
+    // the slots get a copy that is not reference-counted: making and dropping a slot
+    // then neither pins the relation's descriptor nor tells the resource owner
+    let slot_td = pg_sys::CreateTupleDescCopy(td);
+    let txid = pg_sys::Datum::from(pg_sys::GetTopFullTransactionId().value);
+    let mut slots: Vec<*mut pg_sys::TupleTableSlot> = Vec::with_capacity(recs.len());
+    for p in recs {
+        let r = &p.rec;
+        let mut values = [
+            p.id,
+            text_datum(&p.system),
+            text_datum(&p.entity_type),
+            text_datum(&r.entity_id),
+            text_datum(r.operation),
+            jsonb_datum(r.fields_jsonb.as_deref(), &r.fields),
+            pg_sys::Datum::from(p.changed_at),
+            txid,
+            p.origin
+                .as_deref()
+                .map_or(pg_sys::Datum::from(0usize), |o| text_datum(o)),
+            r.checksum
+                .as_deref()
+                .map_or(pg_sys::Datum::from(0usize), |c| text_datum(c)),
+        ];
+        let mut nulls = [
+            false,
+            false,
+            false,
+            false,
+            false,
+            false,
+            false,
+            false,
+            p.origin.is_none(),
+            r.checksum.is_none(),
+        ];
+        let tuple = pg_sys::heap_form_tuple(td, values.as_mut_ptr(), nulls.as_mut_ptr());
+        let slot = pg_sys::MakeSingleTupleTableSlot(slot_td, &pg_sys::TTSOpsHeapTuple);
+        pg_sys::ExecStoreHeapTuple(tuple, slot, true);
+        slots.push(slot);
+    }
+    pg_sys::heap_multi_insert(
+        rel,
+        slots.as_mut_ptr(),
+        slots.len() as i32,
+        pg_sys::GetCurrentCommandId(true),
+        0,
+        std::ptr::null_mut(),
+    );
     for (irel, info) in indexes {
-        let mut ivals = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
-        let mut inulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
-        pg_sys::FormIndexDatum(
-            info,
-            slot,
-            std::ptr::null_mut(),
-            ivals.as_mut_ptr(),
-            inulls.as_mut_ptr(),
-        );
         let check = if (*(*irel).rd_index).indisunique {
             pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
         } else {
             pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
         };
-        pg_sys::index_insert(
-            irel,
-            ivals.as_mut_ptr(),
-            inulls.as_mut_ptr(),
-            &mut (*tuple).t_self,
-            rel,
-            check,
-            false,
-            info,
-        );
+        for &slot in &slots {
+            let mut ivals = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+            let mut inulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+            pg_sys::FormIndexDatum(
+                info,
+                slot,
+                std::ptr::null_mut(),
+                ivals.as_mut_ptr(),
+                inulls.as_mut_ptr(),
+            );
+            pg_sys::index_insert(
+                irel,
+                ivals.as_mut_ptr(),
+                inulls.as_mut_ptr(),
+                &mut (*slot).tts_tid,
+                rel,
+                check,
+                false,
+                info,
+            );
+        }
         pg_sys::index_close(irel, pg_sys::NoLock as i32);
     }
-    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    for slot in slots {
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+    }
     // like the executor: the locks are held until the transaction ends
     pg_sys::table_close(rel, pg_sys::NoLock as i32);
     true
 }
 
-/// Insert one change record: directly when change_log has its usual shape, else
-/// through a plan kept for the life of the backend.
-unsafe fn write_change(schema: &str, ch: &Change) {
-    let (system, entity_type, entity_id, operation, fields, origin, checksum) = ch.parts();
-    if let Some(log) = log_rel(schema) {
-        if insert_direct(&log, ch) {
-            return;
+/// A taken record through SPI, with the id and time it was given when taken: for a
+/// change_log whose shape changed between taking and writing it.
+fn insert_spi(p: &Pending) {
+    let r = &p.rec;
+    let sql = format!(
+        "INSERT INTO {}.change_log \
+         (id, system, entity_type, entity_id, operation, fields, changed_at, origin, checksum) \
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, \
+                 timestamptz '2000-01-01 00:00:00+00' + $7 * interval '1 microsecond', $8, $9)",
+        quote_ident(&p.log.schema)
+    );
+    let id = unsafe { i64::from_datum(p.id, false) }.expect("change_log id");
+    Spi::run_with_args(
+        &sql,
+        &[
+            id.into(),
+            p.system.as_str().into(),
+            p.entity_type.as_str().into(),
+            r.entity_id.as_str().into(),
+            r.operation.into(),
+            r.fields.as_str().into(),
+            p.changed_at.into(),
+            p.origin.as_deref().into(),
+            r.checksum.as_deref().into(),
+        ],
+    )
+    .unwrap_or_else(|e| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            &format!("sync_engine: change_log insert failed: {e}"),
+        )
+    });
+}
+
+/// Write the taken records of the current subtransaction (`all`: every taken record,
+/// at commit) to change_log, in the order they were taken. Records of an enclosing
+/// subtransaction wait until it is the current one again: written now, they would be
+/// undone with this one, while the writes they record stay.
+pub(crate) fn flush(all: bool) {
+    let batch: Vec<Pending> = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_empty() {
+            return Vec::new();
         }
+        let cut = if all {
+            0
+        } else {
+            let cur = unsafe { pg_sys::GetCurrentSubTransactionId() };
+            p.iter().rposition(|x| x.subxid != cur).map_or(0, |i| i + 1)
+        };
+        p.split_off(cut)
+    });
+    if batch.is_empty() {
+        return;
     }
+    let mut cx = pgrx::PgMemoryContexts::new("sync_engine change_log flush");
+    unsafe {
+        cx.switch_to(|_| {
+            for group in batch.chunk_by(|a, b| a.log.relid == b.log.relid) {
+                if !insert_direct(group[0].log.relid, group) {
+                    group.iter().for_each(insert_spi);
+                }
+            }
+        })
+    };
+}
+
+/// Take one change record: its id and time now, its row in change_log at the end of
+/// the statement (or of every FLUSH_AT records), when change_log has its usual shape;
+/// else inserted now through a plan kept for the life of the backend.
+unsafe fn write_change(schema: &str, ch: Change<'_>) {
+    if let Some(log) = log_rel(schema) {
+        let id = pgrx::direct_function_call_as_datum(
+            pg_sys::nextval_oid,
+            &[Some(pg_sys::Datum::from(log.seqid))],
+        )
+        .expect("nextval");
+        let subxid = pg_sys::GetCurrentSubTransactionId();
+        let full = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.push(Pending {
+                subxid,
+                log,
+                id,
+                changed_at: pg_sys::GetCurrentTimestamp(),
+                system: ch.system.to_string(),
+                entity_type: ch.entity_type.to_string(),
+                origin: ch.origin.map(str::to_string),
+                rec: ch.rec,
+            });
+            // this subtransaction's records are the last ones taken
+            p.len() >= FLUSH_AT && p[p.len() - FLUSH_AT].subxid == subxid
+        });
+        if full {
+            flush(false);
+        }
+        return;
+    }
+    let (system, entity_type, origin) = (ch.system, ch.entity_type, ch.origin);
+    let r = &ch.rec;
+    let (entity_id, operation, fields, checksum) = (
+        r.entity_id.as_str(),
+        r.operation,
+        r.fields.as_str(),
+        r.checksum.as_deref(),
+    );
     if pg_sys::SPI_connect() < 0 {
         fail(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -544,6 +657,103 @@ unsafe fn write_change(schema: &str, ch: &Change) {
         );
     }
     pg_sys::SPI_finish();
+}
+
+static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+/// Once per process (from `_PG_init`): taken change records are written at the end of
+/// every statement (ExecutorEnd, and after utility statements such as COPY) and
+/// before commit or PREPARE; those of an aborted (sub)transaction are dropped.
+pub fn init() {
+    unsafe {
+        PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
+        pg_sys::ExecutorEnd_hook = Some(executor_end);
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+    }
+}
+
+fn flush_if_pending() {
+    if PENDING.with(|p| !p.borrow().is_empty()) && unsafe { pg_sys::IsTransactionState() } {
+        flush(false);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_end(qd: *mut pg_sys::QueryDesc) {
+    flush_if_pending();
+    match PREV_EXECUTOR_END {
+        Some(prev) => prev(qd),
+        None => pg_sys::standard_ExecutorEnd(qd),
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    match PREV_PROCESS_UTILITY {
+        Some(prev) => prev(pstmt, query, read_only_tree, context, params, env, dest, qc),
+        None => pg_sys::standard_ProcessUtility(
+            pstmt,
+            query,
+            read_only_tree,
+            context,
+            params,
+            env,
+            dest,
+            qc,
+        ),
+    }
+    // COPY FROM fires row triggers without an executor of its own
+    flush_if_pending();
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => flush(true),
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => {
+            PENDING.with(|p| p.borrow_mut().clear())
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    my: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    match event {
+        // its writes are undone: so are their records (and those of its children)
+        SUBXACT_EVENT_ABORT_SUB => PENDING.with(|p| p.borrow_mut().retain(|x| x.subxid < my)),
+        // its writes are now the parent's
+        SUBXACT_EVENT_COMMIT_SUB => PENDING.with(|p| {
+            for x in p.borrow_mut().iter_mut().filter(|x| x.subxid >= my) {
+                x.subxid = parent;
+            }
+        }),
+        _ => {}
+    }
 }
 
 pub fn quote_ident(s: &str) -> String {
@@ -622,8 +832,7 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
             })
         };
         let emit = |rec: rowjson::ChangeRecord| {
-            let ch = Change { system, entity_type, origin: origin.as_deref(), rec: &rec };
-            write_change(schema, &ch)
+            write_change(schema, Change { system, entity_type, origin: origin.as_deref(), rec })
         };
 
         if op == pg_sys::TRIGGER_EVENT_INSERT {

@@ -467,7 +467,12 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
     // the written row's columns, which must still hold the old base
     let written: Vec<(String, String)> = cols
         .iter()
-        .map(|c| (format!("w.{}", q(c.2)), write.column_type(c.2).unwrap_or("").to_string()))
+        .map(|c| {
+            (
+                format!("w.{}", q(c.2)),
+                write.column_type(c.2).unwrap_or("").to_string(),
+            )
+        })
         .collect();
     let guarded: Vec<(&str, &str, &str)> = cols
         .iter()

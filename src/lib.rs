@@ -29,6 +29,7 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
+    capture::init();
     worker::register();
 }
 

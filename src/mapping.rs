@@ -837,8 +837,15 @@ pub fn base_guard_sql(cols: &[(&str, &str, &str)], base: &str) -> String {
             "text" | "character varying" => {
                 format!("{col}::text IS NOT DISTINCT FROM ({base} ->> {f}) COLLATE \"C\"")
             }
-            "smallint" | "integer" | "bigint" | "numeric" | "boolean" | "date" | "uuid"
-            | "timestamp with time zone" | "timestamp without time zone" => {
+            "smallint"
+            | "integer"
+            | "bigint"
+            | "numeric"
+            | "boolean"
+            | "date"
+            | "uuid"
+            | "timestamp with time zone"
+            | "timestamp without time zone" => {
                 format!("{col} IS NOT DISTINCT FROM ({base} ->> {f})::{bare}")
             }
             _ => format!("coalesce(to_jsonb({col}), 'null'::jsonb) = {base} -> {f}"),

@@ -349,6 +349,132 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM cap11_seen"), 1);
     }
 
+    /// (operation, entity id, the new value of v) of an item table's change records, in
+    /// id order
+    fn item_changes(system: &str) -> serde_json::Value {
+        json(&format!(
+            "SELECT coalesce(jsonb_agg(jsonb_build_array(operation, entity_id, fields->'v'->'new') ORDER BY id), '[]')
+               FROM change_log WHERE system = '{system}'"
+        ))
+    }
+
+    fn setup_items(system: &str, rows: i32) {
+        Spi::run(&format!(
+            "CREATE TABLE {system} (id int PRIMARY KEY, v int);
+             SELECT sync_register_table('{system}', 'items', '{system}');
+             INSERT INTO {system} SELECT g, 0 FROM generate_series(1, {rows}) g;"
+        ))
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn a_bulk_write_logs_every_row_once_in_order() {
+        // records are written a thousand at a time and at the end of the statement
+        setup_items("capbulk", 2500);
+        Spi::run("UPDATE capbulk SET v = 1").unwrap();
+        let r = json(
+            "SELECT jsonb_build_object(
+                 'n', count(*),
+                 'inserts_in_order', count(*) FILTER (WHERE operation = 'insert' AND entity_id::int = rn),
+                 'updates', count(DISTINCT entity_id) FILTER (WHERE operation = 'update'),
+                 'inserts_first', max(id) FILTER (WHERE operation = 'insert') < min(id) FILTER (WHERE operation = 'update'))
+               FROM (SELECT *, row_number() OVER (PARTITION BY operation ORDER BY id) AS rn
+                       FROM change_log WHERE system = 'capbulk') c",
+        );
+        assert_eq!(
+            r,
+            json!({"n": 5000, "inserts_in_order": 2500, "updates": 2500, "inserts_first": true})
+        );
+    }
+
+    #[pg_test]
+    fn rows_copied_in_are_logged_before_the_next_statement() {
+        setup_items("capcopy", 0);
+        let file = format!("/tmp/sync_engine_capcopy_{}.csv", std::process::id());
+        Spi::run(&format!(
+            "COPY (SELECT g, g FROM generate_series(1, 1500) g) TO '{file}';
+             COPY capcopy FROM '{file}';"
+        ))
+        .unwrap();
+        std::fs::remove_file(&file).expect("the COPY file is ours to remove");
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM change_log WHERE system = 'capcopy' AND operation = 'insert'"
+            ),
+            1500
+        );
+    }
+
+    #[pg_test]
+    fn writes_undone_by_a_failed_statement_leave_no_records() {
+        setup_items("capundo", 3);
+        // a trigger after the capture fails on row 3: rows 1 and 2 were captured by then,
+        // and their updates are undone with the statement
+        Spi::run(
+            "CREATE FUNCTION capundo_fail() RETURNS trigger LANGUAGE plpgsql AS
+               $f$ BEGIN IF NEW.id = 3 THEN RAISE EXCEPTION 'not 3'; END IF; RETURN NULL; END $f$;
+             CREATE TRIGGER zz_fail AFTER UPDATE ON capundo FOR EACH ROW EXECUTE FUNCTION capundo_fail();
+             DO $d$ BEGIN
+                 BEGIN
+                     UPDATE capundo SET v = 1;
+                 EXCEPTION WHEN raise_exception THEN NULL;
+                 END;
+                 UPDATE capundo SET v = 2 WHERE id = 1;
+             END $d$;",
+        )
+        .unwrap();
+        assert_eq!(
+            item_changes("capundo"),
+            json!([
+                ["insert", "1", 0],
+                ["insert", "2", 0],
+                ["insert", "3", 0],
+                ["update", "1", 2]
+            ])
+        );
+        assert_eq!(
+            json("SELECT fields->'v' FROM change_log WHERE system = 'capundo' AND operation = 'update'"),
+            json!({"old": 0, "new": 2})
+        );
+    }
+
+    #[pg_test]
+    fn a_nested_write_undone_in_a_trigger_keeps_the_outer_records() {
+        setup_items("capouter", 3);
+        setup_items("capinner", 1);
+        // while the outer UPDATE's records are being taken, a trigger writes another
+        // registered table in a block of its own: undone for row 2, kept for row 3
+        Spi::run(
+            "CREATE FUNCTION capouter_nested() RETURNS trigger LANGUAGE plpgsql AS
+               $f$ BEGIN
+                   IF NEW.id >= 2 THEN
+                       BEGIN
+                           UPDATE capinner SET v = NEW.id;
+                           IF NEW.id = 2 THEN RAISE EXCEPTION 'undo'; END IF;
+                       EXCEPTION WHEN raise_exception THEN NULL;
+                       END;
+                   END IF;
+                   RETURN NULL;
+               END $f$;
+             CREATE TRIGGER zz_nested AFTER UPDATE ON capouter FOR EACH ROW EXECUTE FUNCTION capouter_nested();
+             UPDATE capouter SET v = 1;",
+        )
+        .unwrap();
+        assert_eq!(
+            json(
+                "SELECT jsonb_agg(jsonb_build_array(system, entity_id, fields->'v'->'new') ORDER BY id)
+                   FROM change_log WHERE system IN ('capouter', 'capinner') AND operation = 'update'"
+            ),
+            // in the order the writes happened
+            json!([
+                ["capouter", "1", 1],
+                ["capouter", "2", 1],
+                ["capouter", "3", 1],
+                ["capinner", "1", 3]
+            ])
+        );
+    }
+
     #[pg_test]
     fn truncate_is_refused() {
         setup_contacts("cap9");

@@ -987,7 +987,9 @@ pub mod tests {
         assert_eq!(db.json(&same)["n"], 0);
         // a base written under another TimeZone still matches the row (times compare as
         // times): a one-sided change is copied, with no conflict
-        db.exec("SET TimeZone = 'Asia/Kolkata'; UPDATE e_copy.a SET name = 'in Kolkata' WHERE id = 3;");
+        db.exec(
+            "SET TimeZone = 'Asia/Kolkata'; UPDATE e_copy.a SET name = 'in Kolkata' WHERE id = 3;",
+        );
         let r = db.sync(c);
         db.exec("RESET TimeZone");
         assert_eq!(counts(&r), json!([0, 1, 0, 0, 0]), "{r}");
