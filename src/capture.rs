@@ -43,7 +43,7 @@ struct RelInfo {
 /// change_log table, its id sequence, for one extension schema.
 #[derive(Clone)]
 struct LogRel {
-    schema: String,
+    schema: std::rc::Rc<str>,
     relid: pg_sys::Oid,
     seqid: pg_sys::Oid,
 }
@@ -78,12 +78,37 @@ struct Pending {
     rec: rowjson::ChangeRecord,
 }
 
-/// Records written to change_log at once, at most (bounds the trigger's memory in a
-/// statement that changes millions of rows).
+/// Records written to change_log at once, at most, and the bytes of taken records that
+/// make a write happen sooner: they bound the trigger's memory in a statement that
+/// changes millions of rows, or a thousand rows of a megabyte each.
 const FLUSH_AT: usize = 1000;
+const FLUSH_BYTES: usize = 16 << 20;
+
+/// The taken records, in the order they were taken, and their size.
+#[derive(Default)]
+struct Buffer {
+    recs: Vec<Pending>,
+    bytes: usize,
+}
+
+impl Pending {
+    fn size(&self) -> usize {
+        let r = &self.rec;
+        std::mem::size_of::<Pending>()
+            + r.entity_id.len()
+            + r.fields.len()
+            + r.fields_jsonb.as_ref().map_or(0, Vec::len)
+            + r.checksum.as_ref().map_or(0, String::len)
+    }
+}
 
 thread_local! {
-    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Buffer> = RefCell::new(Buffer::default());
+    /// whether the hooks that write taken records at the end of a statement are in
+    /// place for every statement: not yet in a backend that loaded the library in the
+    /// middle of a statement (e.g. a COPY), which writes each record at once until one
+    /// of the hooks has run
+    static HOOKS_LIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static RELS: RefCell<HashMap<pg_sys::Oid, RelInfo>> = RefCell::new(HashMap::new());
     static LOGREL: RefCell<Option<Option<LogRel>>> = const { RefCell::new(None) };
     static PLAN: RefCell<Option<(String, pg_sys::SPIPlanPtr)>> = const { RefCell::new(None) };
@@ -229,7 +254,7 @@ unsafe fn log_rel(schema: &str) -> Option<LogRel> {
     if let Some(cached) = LOGREL.with(|l| l.borrow().clone()) {
         match cached {
             // insert_direct notices a change_log that is gone and forgets it
-            Some(l) if l.schema == schema => return Some(l),
+            Some(l) if &*l.schema == schema => return Some(l),
             None => return None,
             _ => {}
         }
@@ -256,7 +281,7 @@ unsafe fn log_rel(schema: &str) -> Option<LogRel> {
             && !(*(*rel).rd_rel).relhasrules;
         pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
         ok.then(|| LogRel {
-            schema: schema.to_string(),
+            schema: schema.into(),
             relid,
             seqid,
         })
@@ -450,14 +475,21 @@ unsafe fn insert_direct(relid: pg_sys::Oid, recs: &[Pending]) -> bool {
         pg_sys::ExecStoreHeapTuple(tuple, slot, true);
         slots.push(slot);
     }
-    pg_sys::heap_multi_insert(
-        rel,
-        slots.as_mut_ptr(),
-        slots.len() as i32,
-        pg_sys::GetCurrentCommandId(true),
-        0,
-        std::ptr::null_mut(),
-    );
+    if let [slot] = slots[..] {
+        // one record (a single-row statement): the plain insert costs less
+        let tuple = (*(slot as *mut pg_sys::HeapTupleTableSlot)).tuple;
+        pg_sys::simple_heap_insert(rel, tuple);
+        (*slot).tts_tid = (*tuple).t_self;
+    } else {
+        pg_sys::heap_multi_insert(
+            rel,
+            slots.as_mut_ptr(),
+            slots.len() as i32,
+            pg_sys::GetCurrentCommandId(true),
+            0,
+            std::ptr::null_mut(),
+        );
+    }
     for (irel, info) in indexes {
         let check = if (*(*irel).rd_index).indisunique {
             pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
@@ -507,6 +539,14 @@ fn insert_spi(p: &Pending) {
         quote_ident(&p.log.schema)
     );
     let id = unsafe { i64::from_datum(p.id, false) }.expect("change_log id");
+    // at commit there is no snapshot, which SPI needs
+    let pushed = unsafe {
+        let none = !pg_sys::ActiveSnapshotSet();
+        if none {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        none
+    };
     Spi::run_with_args(
         &sql,
         &[
@@ -527,6 +567,9 @@ fn insert_spi(p: &Pending) {
             &format!("sync_engine: change_log insert failed: {e}"),
         )
     });
+    if pushed {
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
 }
 
 /// Write the taken records of the current subtransaction (`all`: every taken record,
@@ -536,30 +579,62 @@ fn insert_spi(p: &Pending) {
 pub(crate) fn flush(all: bool) {
     let batch: Vec<Pending> = PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        if p.is_empty() {
+        if p.recs.is_empty() {
             return Vec::new();
         }
         let cut = if all {
             0
         } else {
             let cur = unsafe { pg_sys::GetCurrentSubTransactionId() };
-            p.iter().rposition(|x| x.subxid != cur).map_or(0, |i| i + 1)
+            p.recs
+                .iter()
+                .rposition(|x| x.subxid != cur)
+                .map_or(0, |i| i + 1)
         };
-        p.split_off(cut)
+        let batch = p.recs.split_off(cut);
+        p.bytes -= batch.iter().map(Pending::size).sum::<usize>();
+        batch
     });
     if batch.is_empty() {
         return;
     }
-    let mut cx = pgrx::PgMemoryContexts::new("sync_engine change_log flush");
-    unsafe {
-        cx.switch_to(|_| {
-            for group in batch.chunk_by(|a, b| a.log.relid == b.log.relid) {
-                if !insert_direct(group[0].log.relid, group) {
-                    group.iter().for_each(insert_spi);
-                }
-            }
-        })
-    };
+    // the tuples and index entries are made in a context of their own, deleted after
+    // (on an ERROR too: the guard's drop switches back first)
+    let _cx = unsafe { ScratchContext::enter() };
+    for group in batch.chunk_by(|a, b| a.log.relid == b.log.relid) {
+        if unsafe { !insert_direct(group[0].log.relid, group) } {
+            group.iter().for_each(insert_spi);
+        }
+    }
+}
+
+/// A memory context made current until the guard is dropped, then deleted.
+struct ScratchContext {
+    cx: pg_sys::MemoryContext,
+    prev: pg_sys::MemoryContext,
+}
+
+impl ScratchContext {
+    unsafe fn enter() -> Self {
+        let cx = pg_sys::AllocSetContextCreateExtended(
+            pg_sys::CurrentMemoryContext,
+            c"sync_engine change_log write".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let prev = pg_sys::MemoryContextSwitchTo(cx);
+        ScratchContext { cx, prev }
+    }
+}
+
+impl Drop for ScratchContext {
+    fn drop(&mut self) {
+        unsafe {
+            pg_sys::MemoryContextSwitchTo(self.prev);
+            pg_sys::MemoryContextDelete(self.cx);
+        }
+    }
 }
 
 /// Take one change record: its id and time now, its row in change_log at the end of
@@ -573,20 +648,25 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
         )
         .expect("nextval");
         let subxid = pg_sys::GetCurrentSubTransactionId();
+        let rec = Pending {
+            subxid,
+            log,
+            id,
+            changed_at: pg_sys::GetCurrentTimestamp(),
+            system: ch.system.to_string(),
+            entity_type: ch.entity_type.to_string(),
+            origin: ch.origin.map(str::to_string),
+            rec: ch.rec,
+        };
         let full = PENDING.with(|p| {
             let mut p = p.borrow_mut();
-            p.push(Pending {
-                subxid,
-                log,
-                id,
-                changed_at: pg_sys::GetCurrentTimestamp(),
-                system: ch.system.to_string(),
-                entity_type: ch.entity_type.to_string(),
-                origin: ch.origin.map(str::to_string),
-                rec: ch.rec,
-            });
+            p.bytes += rec.size();
+            p.recs.push(rec);
             // this subtransaction's records are the last ones taken
-            p.len() >= FLUSH_AT && p[p.len() - FLUSH_AT].subxid == subxid
+            let n = p.recs.len();
+            !HOOKS_LIVE.get()
+                || (n >= FLUSH_AT && p.recs[n - FLUSH_AT].subxid == subxid)
+                || p.bytes >= FLUSH_BYTES
         });
         if full {
             flush(false);
@@ -666,6 +746,8 @@ static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 /// every statement (ExecutorEnd, and after utility statements such as COPY) and
 /// before commit or PREPARE; those of an aborted (sub)transaction are dropped.
 pub fn init() {
+    // preloaded: every backend forks with the hooks in place
+    HOOKS_LIVE.set(unsafe { pg_sys::process_shared_preload_libraries_in_progress });
     unsafe {
         PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
         pg_sys::ExecutorEnd_hook = Some(executor_end);
@@ -677,7 +759,13 @@ pub fn init() {
 }
 
 fn flush_if_pending() {
-    if PENDING.with(|p| !p.borrow().is_empty()) && unsafe { pg_sys::IsTransactionState() } {
+    HOOKS_LIVE.set(true);
+    // not while the transaction is failing (nothing may be written), and not in
+    // parallel mode (a statement ending inside a parallel query: the records wait for
+    // the statement around it)
+    if PENDING.with(|p| !p.borrow().recs.is_empty())
+        && unsafe { pg_sys::IsTransactionState() && !pg_sys::IsInParallelMode() }
+    {
         flush(false);
     }
 }
@@ -686,7 +774,7 @@ fn flush_if_pending() {
 unsafe extern "C-unwind" fn executor_end(qd: *mut pg_sys::QueryDesc) {
     flush_if_pending();
     match PREV_EXECUTOR_END {
-        Some(prev) => prev(qd),
+        Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(qd)),
         None => pg_sys::standard_ExecutorEnd(qd),
     }
 }
@@ -704,7 +792,9 @@ unsafe extern "C-unwind" fn process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     match PREV_PROCESS_UTILITY {
-        Some(prev) => prev(pstmt, query, read_only_tree, context, params, env, dest, qc),
+        Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            prev(pstmt, query, read_only_tree, context, params, env, dest, qc)
+        }),
         None => pg_sys::standard_ProcessUtility(
             pstmt,
             query,
@@ -727,9 +817,20 @@ unsafe extern "C-unwind" fn xact_callback(
 ) {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => flush(true),
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => {
-            PENDING.with(|p| p.borrow_mut().clear())
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            // writing one (through SPI, into a change_log with triggers) may take more
+            while PENDING.with(|p| !p.borrow().recs.is_empty()) {
+                flush(true);
+            }
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => {
+            let left = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()).recs.len());
+            if left > 0 {
+                warning!("sync_engine: {left} change record(s) taken after the commit began were not written");
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            PENDING.with(|p| *p.borrow_mut() = Buffer::default())
         }
         _ => {}
     }
@@ -745,10 +846,14 @@ unsafe extern "C-unwind" fn subxact_callback(
     use pg_sys::SubXactEvent::*;
     match event {
         // its writes are undone: so are their records (and those of its children)
-        SUBXACT_EVENT_ABORT_SUB => PENDING.with(|p| p.borrow_mut().retain(|x| x.subxid < my)),
+        SUBXACT_EVENT_ABORT_SUB => PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            p.recs.retain(|x| x.subxid < my);
+            p.bytes = p.recs.iter().map(Pending::size).sum();
+        }),
         // its writes are now the parent's
         SUBXACT_EVENT_COMMIT_SUB => PENDING.with(|p| {
-            for x in p.borrow_mut().iter_mut().filter(|x| x.subxid >= my) {
+            for x in p.borrow_mut().recs.iter_mut().filter(|x| x.subxid >= my) {
                 x.subxid = parent;
             }
         }),
@@ -796,6 +901,9 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
     let tupdesc = (*rel).rd_att;
     let natts = (*tupdesc).natts as usize;
 
+    // the records are made while the relation's cached info is borrowed, and taken
+    // after (taking one may write records, and through SPI that may capture more)
+    let mut out: Vec<rowjson::ChangeRecord> = Vec::with_capacity(2);
     RELS.with(|rels| {
         let mut rels = rels.borrow_mut();
         let fresh = match rels.get(&relid) {
@@ -819,7 +927,6 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
                     ),
                 )
             });
-        let origin = guc::origin();
         let names: Vec<&str> = info.cols.iter().map(|c| c.name.as_str()).collect();
         let cols = rowjson::Cols { names: &names, kinds: &info.kinds, live: &info.live, sorted: &info.sorted };
 
@@ -831,9 +938,7 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
                 )
             })
         };
-        let emit = |rec: rowjson::ChangeRecord| {
-            write_change(schema, Change { system, entity_type, origin: origin.as_deref(), rec })
-        };
+        let mut emit = |rec: rowjson::ChangeRecord| out.push(rec);
 
         if op == pg_sys::TRIGGER_EVENT_INSERT {
             let new = row_values(info, &deform(td.tg_trigtuple, tupdesc, natts));
@@ -892,6 +997,21 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
             }
         }
     });
+    if out.is_empty() {
+        return;
+    }
+    let origin = guc::origin();
+    for rec in out {
+        write_change(
+            schema,
+            Change {
+                system,
+                entity_type,
+                origin: origin.as_deref(),
+                rec,
+            },
+        );
+    }
 }
 
 /// Refuse TRUNCATE on a registered table: it fires no row triggers, so its deletes

@@ -476,6 +476,35 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_trigger_on_change_log_that_writes_a_registered_table_is_captured_too() {
+        // a DBA's trigger on change_log (records then go in through SPI) copies each
+        // record of one table into another registered table, whose writes are captured
+        // while the first table's records are being written
+        setup_items("capre_a", 0);
+        setup_items("capre_b", 0);
+        Spi::run(
+            "CREATE FUNCTION capre_fn() RETURNS trigger LANGUAGE plpgsql AS
+               $f$ BEGIN
+                   IF NEW.system = 'capre_a' THEN
+                       INSERT INTO capre_b VALUES (NEW.entity_id::int, 0);
+                   END IF;
+                   RETURN NEW;
+               END $f$;
+             CREATE TRIGGER capre_tr AFTER INSERT ON change_log FOR EACH ROW EXECUTE FUNCTION capre_fn();
+             INSERT INTO capre_a SELECT g, 0 FROM generate_series(1, 1500) g;",
+        )
+        .unwrap();
+        assert_eq!(
+            json(
+                "SELECT jsonb_object_agg(system, n) FROM (
+                   SELECT system, count(DISTINCT entity_id) AS n FROM change_log
+                    WHERE system IN ('capre_a', 'capre_b') AND operation = 'insert' GROUP BY system) c"
+            ),
+            json!({"capre_a": 1500, "capre_b": 1500})
+        );
+    }
+
+    #[pg_test]
     fn truncate_is_refused() {
         setup_contacts("cap9");
         expect_error(

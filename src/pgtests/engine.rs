@@ -985,8 +985,9 @@ pub mod tests {
             json!({"p": ["7.25", "3.00"], "t": ["t1", "bypass"]})
         );
         assert_eq!(db.json(&same)["n"], 0);
-        // a base written under another TimeZone still matches the row (times compare as
-        // times): a one-sided change is copied, with no conflict
+        // a base written under another TimeZone no longer matches the row's jsonb image:
+        // the pair goes through the merge, which finds the same time on both sides (no
+        // conflict) and copies the change
         db.exec(
             "SET TimeZone = 'Asia/Kolkata'; UPDATE e_copy.a SET name = 'in Kolkata' WHERE id = 3;",
         );
