@@ -78,6 +78,29 @@ struct Pending {
     rec: rowjson::ChangeRecord,
 }
 
+/// The values of one change record, as written.
+struct RecordRef<'a> {
+    id: pg_sys::Datum,
+    changed_at: pg_sys::TimestampTz,
+    system: &'a str,
+    entity_type: &'a str,
+    origin: Option<&'a str>,
+    rec: &'a rowjson::ChangeRecord,
+}
+
+impl Pending {
+    fn values(&self) -> RecordRef<'_> {
+        RecordRef {
+            id: self.id,
+            changed_at: self.changed_at,
+            system: &self.system,
+            entity_type: &self.entity_type,
+            origin: self.origin.as_deref(),
+            rec: &self.rec,
+        }
+    }
+}
+
 /// Records written to change_log at once, at most, and the bytes of taken records that
 /// make a write happen sooner: they bound the trigger's memory in a statement that
 /// changes millions of rows, or a thousand rows of a megabyte each.
@@ -89,6 +112,8 @@ const FLUSH_BYTES: usize = 16 << 20;
 struct Buffer {
     recs: Vec<Pending>,
     bytes: usize,
+    /// the statement (transaction, command) that took the last record
+    last: Option<(pg_sys::TransactionId, pg_sys::CommandId)>,
 }
 
 impl Pending {
@@ -417,7 +442,7 @@ pub(crate) unsafe fn jsonb_datum(image: Option<&[u8]>, text: &str) -> pg_sys::Da
 /// WAL record) and its indexes: what an INSERT would do, without parsing, planning or
 /// starting an executor. Returns false (having written nothing) when change_log is gone
 /// or not in the plain shape this path handles; the caller then goes through SPI.
-unsafe fn insert_direct(relid: pg_sys::Oid, recs: &[Pending]) -> bool {
+unsafe fn insert_direct(relid: pg_sys::Oid, recs: &[RecordRef<'_>]) -> bool {
     let rel = pg_sys::try_table_open(relid, pg_sys::RowExclusiveLock as i32);
     if rel.is_null() {
         // dropped (e.g. the extension was re-created): look it up again next time
@@ -435,24 +460,28 @@ unsafe fn insert_direct(relid: pg_sys::Oid, recs: &[Pending]) -> bool {
         return false;
     };
     let td = (*rel).rd_att;
-    // the slots get a copy that is not reference-counted: making and dropping a slot
-    // then neither pins the relation's descriptor nor tells the resource owner
-    let slot_td = pg_sys::CreateTupleDescCopy(td);
+    // the slots of several records get a copy that is not reference-counted: making and
+    // dropping a slot then neither pins the relation's descriptor nor tells the
+    // resource owner
+    let slot_td = if recs.len() > 1 {
+        pg_sys::CreateTupleDescCopy(td)
+    } else {
+        td
+    };
     let txid = pg_sys::Datum::from(pg_sys::GetTopFullTransactionId().value);
     let mut slots: Vec<*mut pg_sys::TupleTableSlot> = Vec::with_capacity(recs.len());
     for p in recs {
-        let r = &p.rec;
+        let r = p.rec;
         let mut values = [
             p.id,
-            text_datum(&p.system),
-            text_datum(&p.entity_type),
+            text_datum(p.system),
+            text_datum(p.entity_type),
             text_datum(&r.entity_id),
             text_datum(r.operation),
             jsonb_datum(r.fields_jsonb.as_deref(), &r.fields),
             pg_sys::Datum::from(p.changed_at),
             txid,
             p.origin
-                .as_deref()
                 .map_or(pg_sys::Datum::from(0usize), |o| text_datum(o)),
             r.checksum
                 .as_deref()
@@ -529,14 +558,14 @@ unsafe fn insert_direct(relid: pg_sys::Oid, recs: &[Pending]) -> bool {
 
 /// A taken record through SPI, with the id and time it was given when taken: for a
 /// change_log whose shape changed between taking and writing it.
-fn insert_spi(p: &Pending) {
-    let r = &p.rec;
+fn insert_spi(schema: &str, p: &RecordRef<'_>) {
+    let r = p.rec;
     let sql = format!(
         "INSERT INTO {}.change_log \
          (id, system, entity_type, entity_id, operation, fields, changed_at, origin, checksum) \
          VALUES ($1, $2, $3, $4, $5, $6::jsonb, \
                  timestamptz '2000-01-01 00:00:00+00' + $7 * interval '1 microsecond', $8, $9)",
-        quote_ident(&p.log.schema)
+        quote_ident(schema)
     );
     let id = unsafe { i64::from_datum(p.id, false) }.expect("change_log id");
     // at commit there is no snapshot, which SPI needs
@@ -551,13 +580,13 @@ fn insert_spi(p: &Pending) {
         &sql,
         &[
             id.into(),
-            p.system.as_str().into(),
-            p.entity_type.as_str().into(),
+            p.system.into(),
+            p.entity_type.into(),
             r.entity_id.as_str().into(),
             r.operation.into(),
             r.fields.as_str().into(),
             p.changed_at.into(),
-            p.origin.as_deref().into(),
+            p.origin.into(),
             r.checksum.as_deref().into(),
         ],
     )
@@ -598,12 +627,16 @@ pub(crate) fn flush(all: bool) {
     if batch.is_empty() {
         return;
     }
-    // the tuples and index entries are made in a context of their own, deleted after
-    // (on an ERROR too: the guard's drop switches back first)
-    let _cx = unsafe { ScratchContext::enter() };
+    // a batch's tuples and index entries are made in a context of their own, deleted
+    // after (on an ERROR too: the guard's drop switches back first); one record's go to
+    // the caller's, which is always short-lived (the trigger's per-row context, the
+    // statement's portal or SPI call, the transaction)
+    let _cx = (batch.len() > 1).then(|| unsafe { ScratchContext::enter() });
     for group in batch.chunk_by(|a, b| a.log.relid == b.log.relid) {
-        if unsafe { !insert_direct(group[0].log.relid, group) } {
-            group.iter().for_each(insert_spi);
+        let recs: Vec<RecordRef> = group.iter().map(Pending::values).collect();
+        if unsafe { !insert_direct(group[0].log.relid, &recs) } {
+            recs.iter()
+                .for_each(|r| insert_spi(&group[0].log.schema, r));
         }
     }
 }
@@ -647,12 +680,39 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
             &[Some(pg_sys::Datum::from(log.seqid))],
         )
         .expect("nextval");
+        let changed_at = pg_sys::GetCurrentTimestamp();
+        // the first record of a statement is written at once: a single-row statement
+        // then costs what it did before records were taken in batches
+        let stmt = (
+            pg_sys::GetTopTransactionIdIfAny(),
+            pg_sys::GetCurrentCommandId(false),
+        );
+        let first = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            let first = p.recs.is_empty() && p.last != Some(stmt);
+            p.last = Some(stmt);
+            first
+        });
+        if first || !HOOKS_LIVE.get() {
+            let r = RecordRef {
+                id,
+                changed_at,
+                system: ch.system,
+                entity_type: ch.entity_type,
+                origin: ch.origin,
+                rec: &ch.rec,
+            };
+            if !insert_direct(log.relid, std::slice::from_ref(&r)) {
+                insert_spi(&log.schema, &r);
+            }
+            return;
+        }
         let subxid = pg_sys::GetCurrentSubTransactionId();
         let rec = Pending {
             subxid,
             log,
             id,
-            changed_at: pg_sys::GetCurrentTimestamp(),
+            changed_at,
             system: ch.system.to_string(),
             entity_type: ch.entity_type.to_string(),
             origin: ch.origin.map(str::to_string),
@@ -664,9 +724,7 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
             p.recs.push(rec);
             // this subtransaction's records are the last ones taken
             let n = p.recs.len();
-            !HOOKS_LIVE.get()
-                || (n >= FLUSH_AT && p.recs[n - FLUSH_AT].subxid == subxid)
-                || p.bytes >= FLUSH_BYTES
+            (n >= FLUSH_AT && p.recs[n - FLUSH_AT].subxid == subxid) || p.bytes >= FLUSH_BYTES
         });
         if full {
             flush(false);
@@ -903,7 +961,7 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
 
     // the records are made while the relation's cached info is borrowed, and taken
     // after (taking one may write records, and through SPI that may capture more)
-    let mut out: Vec<rowjson::ChangeRecord> = Vec::with_capacity(2);
+    let mut out: [Option<rowjson::ChangeRecord>; 2] = [None, None];
     RELS.with(|rels| {
         let mut rels = rels.borrow_mut();
         let fresh = match rels.get(&relid) {
@@ -938,7 +996,10 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
                 )
             })
         };
-        let mut emit = |rec: rowjson::ChangeRecord| out.push(rec);
+        let mut emit = |rec: rowjson::ChangeRecord| {
+            let free = out.iter_mut().find(|o| o.is_none()).expect("two records at most");
+            *free = Some(rec);
+        };
 
         if op == pg_sys::TRIGGER_EVENT_INSERT {
             let new = row_values(info, &deform(td.tg_trigtuple, tupdesc, natts));
@@ -997,11 +1058,11 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
             }
         }
     });
-    if out.is_empty() {
+    if out[0].is_none() {
         return;
     }
     let origin = guc::origin();
-    for rec in out {
+    for rec in out.into_iter().flatten() {
         write_change(
             schema,
             Change {
