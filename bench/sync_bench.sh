@@ -240,10 +240,10 @@ SET LOCAL sync_engine.origin = 'sync_engine:config:$cfg1';
 SELECT extract(epoch FROM clock_timestamp());
 UPDATE dst.contacts SET score = score + 1;
 SELECT extract(epoch FROM clock_timestamp());
-UPDATE sync_links SET base = nb, base_checksum = encode(sha256(convert_to(nb::text, 'UTF8')), 'hex'), updated_at = now()
-  FROM (SELECT ctid AS lc, jsonb_set(base, '{score}', to_jsonb((base ->> 'score')::int + 1)) AS nb
-          FROM sync_links WHERE config_id = $cfg1) n
- WHERE ctid = n.lc;
+UPDATE sync_links SET base = jsonb_set(base, '{score}', to_jsonb((base ->> 'score')::int + 1)),
+       base_checksum = encode(sha256(convert_to(jsonb_set(base, '{score}', to_jsonb((base ->> 'score')::int + 1))::text, 'UTF8')), 'hex'),
+       updated_at = now()
+ WHERE config_id = $cfg1;
 SELECT extract(epoch FROM clock_timestamp());
 ROLLBACK;
 SQL
