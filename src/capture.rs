@@ -295,16 +295,16 @@ unsafe fn log_rel(schema: &str) -> Option<LogRel> {
         if relid == pg_sys::InvalidOid || seqid == pg_sys::InvalidOid {
             return None;
         }
-        let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as i32);
-        let td = (*rel).rd_att;
-        let ok = (*td).natts as usize == LOG_COLUMNS.len()
-            && (0..LOG_COLUMNS.len()).all(|i| {
-                let a = attr(td, i);
-                !a.attisdropped && att_name(a) == LOG_COLUMNS[i]
-            })
-            && !(*(*rel).rd_rel).relhastriggers
-            && !(*(*rel).rd_rel).relhasrules;
-        pg_sys::table_close(rel, pg_sys::AccessShareLock as i32);
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
+        let ok = plain_shape(rel)
+            && plain_indexes(rel).is_some_and(|ix| {
+                for (irel, _) in ix {
+                    pg_sys::index_close(irel, pg_sys::NoLock as i32);
+                }
+                true
+            });
+        // locks kept to commit, as a write takes them anyway
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
         ok.then(|| LogRel {
             schema: schema.into(),
             relid,
@@ -457,6 +457,9 @@ unsafe fn insert_direct(relid: pg_sys::Oid, recs: &[RecordRef<'_>]) -> bool {
     let Some(indexes) = indexes else {
         // the lock is kept to commit either way, as the SPI insert will take it too
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        // changed since it was looked at: the next record looks again (and then goes
+        // through the kept SPI plan)
+        LOGREL.with(|l| *l.borrow_mut() = None);
         return false;
     };
     let td = (*rel).rd_att;
