@@ -559,6 +559,14 @@ unsafe fn insert_direct(relid: pg_sys::Oid, recs: &[RecordRef<'_>]) -> bool {
     true
 }
 
+/// Write records into `log`: straight into its heap and indexes, or through SPI when
+/// change_log is not (or no longer) in the shape the direct path handles.
+unsafe fn write_records(log: &LogRel, recs: &[RecordRef<'_>]) {
+    if !insert_direct(log.relid, recs) {
+        recs.iter().for_each(|r| insert_spi(&log.schema, r));
+    }
+}
+
 /// A taken record through SPI, with the id and time it was given when taken: for a
 /// change_log whose shape changed between taking and writing it.
 fn insert_spi(schema: &str, p: &RecordRef<'_>) {
@@ -637,10 +645,7 @@ pub(crate) fn flush(all: bool) {
     let _cx = (batch.len() > 1).then(|| unsafe { ScratchContext::enter() });
     for group in batch.chunk_by(|a, b| a.log.relid == b.log.relid) {
         let recs: Vec<RecordRef> = group.iter().map(Pending::values).collect();
-        if unsafe { !insert_direct(group[0].log.relid, &recs) } {
-            recs.iter()
-                .for_each(|r| insert_spi(&group[0].log.schema, r));
-        }
+        unsafe { write_records(&group[0].log, &recs) };
     }
 }
 
@@ -705,9 +710,7 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
                 origin: ch.origin,
                 rec: &ch.rec,
             };
-            if !insert_direct(log.relid, std::slice::from_ref(&r)) {
-                insert_spi(&log.schema, &r);
-            }
+            write_records(&log, std::slice::from_ref(&r));
             return;
         }
         let subxid = pg_sys::GetCurrentSubTransactionId();
