@@ -64,6 +64,9 @@ CREATE TABLE sync_configs (
     next_run_at        timestamptz NOT NULL DEFAULT now(),
     -- failed scheduled runs in a row; the worker backs off on them
     consecutive_failures integer   NOT NULL DEFAULT 0,
+    -- the role that created the config; running it or resolving its conflicts needs
+    -- this role's privileges (see src/security.rs)
+    owner              regrole     NOT NULL,
     created_at         timestamptz NOT NULL DEFAULT now()
 );
 

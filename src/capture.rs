@@ -10,8 +10,8 @@
 //! change_log does not have its usual shape, records go in through SPI instead. The
 //! pure part (JSON text, diff record, checksum) is in `rowjson`.
 
+use crate::fail;
 use crate::rowjson::{self, ColKind, ColValue};
-use crate::{fail, guc};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -894,6 +894,7 @@ unsafe extern "C-unwind" fn xact_callback(
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            crate::origin::clear();
             PENDING.with(|p| *p.borrow_mut() = Buffer::default())
         }
         _ => {}
@@ -1067,7 +1068,7 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
     if out[0].is_none() {
         return;
     }
-    let origin = guc::origin();
+    let origin = crate::origin::current();
     for rec in out.into_iter().flatten() {
         write_change(
             schema,

@@ -4,6 +4,7 @@ use crate::db;
 use crate::endpoints::{self, Endpoint};
 use crate::mapping::{values_equal, Mapping};
 use crate::merge::{coerce, Direction, Row, Strategy, ValueKind};
+use crate::security;
 use crate::{ext_schema, fail};
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
@@ -20,6 +21,9 @@ pub struct Config {
     /// target-space fields whose values identify the same entity on both sides
     pub match_on: Vec<String>,
     pub position: Option<String>,
+    /// the role that created the config: running it or resolving its conflicts needs
+    /// this role's privileges (INVALID when that role was dropped: superusers only)
+    pub owner: pg_sys::Oid,
 }
 
 impl Config {
@@ -180,8 +184,45 @@ fn sync_create_config(
     Strategy::parse(conflict_strategy).unwrap_or_else(|e| bad(e));
     Direction::parse(sync_direction).unwrap_or_else(|e| bad(e));
     let target_et = target_entity_type.unwrap_or(entity_type);
+    let caller = security::current_user();
+    security::as_extension_owner(|| {
+        create_config(
+            caller,
+            name,
+            [source_system, target_system],
+            [entity_type, target_et],
+            field_mapping,
+            [conflict_strategy, sync_direction],
+            sync_interval,
+            match_on,
+        )
+    })
+}
+
+/// `sync_create_config` once running as the extension's owner; `caller` (who called)
+/// needs SELECT, INSERT, UPDATE and DELETE on both tables and becomes the owner.
+#[allow(clippy::too_many_arguments)]
+fn create_config(
+    caller: pg_sys::Oid,
+    name: &str,
+    [source_system, target_system]: [&str; 2],
+    [entity_type, target_et]: [&str; 2],
+    field_mapping: Option<JsonB>,
+    [conflict_strategy, sync_direction]: [&str; 2],
+    sync_interval: Interval,
+    match_on: Option<Vec<String>>,
+) -> i64 {
     let source = endpoints::load(source_system, entity_type);
     let target = endpoints::load(target_system, target_et);
+    for e in [&source, &target] {
+        security::require_table_privileges(
+            caller,
+            e.relid,
+            &e.table,
+            &security::SYNC_PRIVILEGES,
+            "create a sync config over it",
+        );
+    }
     if source.id == target.id {
         bad(format!("source and target are the same endpoint ({source_system}.{entity_type}); a config syncs two different tables"));
     }
@@ -209,8 +250,8 @@ fn sync_create_config(
         &format!(
             "INSERT INTO {schema}.sync_configs (name, source_system, target_system, entity_type, target_entity_type,
                  source_endpoint_id, target_endpoint_id, field_mapping, conflict_strategy, sync_direction,
-                 sync_interval, match_on)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id"
+                 sync_interval, match_on, owner)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::oid::regrole) RETURNING id"
         ),
         &[
             name.into(),
@@ -225,6 +266,7 @@ fn sync_create_config(
             sync_direction.into(),
             sync_interval.into(),
             (if match_on.is_empty() { None } else { Some(match_on) }).into(),
+            caller.into(),
         ],
     )
     .expect("INSERT RETURNING gives a row")
@@ -238,7 +280,7 @@ pub fn load(id: i64) -> Config {
             .select(
                 &format!(
                     "SELECT name, source_endpoint_id, target_endpoint_id, field_mapping, conflict_strategy,
-                            sync_direction, match_on, position
+                            sync_direction, match_on, position, owner::oid
                        FROM {schema}.sync_configs WHERE id = $1"
                 ),
                 Some(1),
@@ -255,10 +297,12 @@ pub fn load(id: i64) -> Config {
                 r.get::<String>(6).ok().flatten().unwrap_or_default(),
                 r.get::<Vec<String>>(7).ok().flatten().unwrap_or_default(),
                 r.get::<String>(8).ok().flatten(),
+                r.get::<pg_sys::Oid>(9).ok().flatten(),
             )
         })
     });
-    let Some((name, src_id, tgt_id, mapping, strategy, direction, match_on, position)) = row else {
+    let Some((name, src_id, tgt_id, mapping, strategy, direction, match_on, position, owner)) = row
+    else {
         fail(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             &format!("sync config {id} does not exist"),
@@ -278,5 +322,6 @@ pub fn load(id: i64) -> Config {
         direction: Direction::parse(&direction).unwrap_or_else(|e| bad(e)),
         match_on,
         position,
+        owner: owner.unwrap_or(pg_sys::Oid::INVALID),
     }
 }

@@ -9,6 +9,7 @@ use crate::engine::{
     LOCK_CLASS,
 };
 use crate::merge::Row;
+use crate::security;
 use crate::{ext_schema, fail};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -95,6 +96,20 @@ fn sync_resolve_conflict(
             CHOICES.join(", ")
         ));
     }
+    let caller = security::current_user();
+    let caller_name = db::one::<String>("SELECT current_user::text", &[]).unwrap_or_default();
+    security::as_extension_owner(|| resolve(caller, &caller_name, conflict_id, choice, merged))
+}
+
+/// `sync_resolve_conflict` once running as the extension's owner: `caller` (who called,
+/// recorded as `resolved_by` by name) must have the privileges of the config's owner.
+fn resolve(
+    caller: pg_sys::Oid,
+    caller_name: &str,
+    conflict_id: i64,
+    choice: &str,
+    merged: Option<JsonB>,
+) -> JsonB {
     let schema = ext_schema();
     let c = load(&schema, conflict_id);
     if c.resolution != "pending" {
@@ -140,11 +155,15 @@ fn sync_resolve_conflict(
         &[LOCK_CLASS.into(), c.config_id.into()],
     );
     let cfg = config::load(c.config_id);
-    let prev_origin = db::one::<String>("SELECT current_setting('sync_engine.origin', true)", &[]);
-    db::run(
-        "SELECT set_config('sync_engine.origin', $1, true)",
-        &[cfg.origin().into()],
+    security::require_privileges_of(
+        caller,
+        cfg.owner,
+        &format!(
+            "resolve conflict {conflict_id} of sync config \"{}\"",
+            cfg.name
+        ),
     );
+    let tagged = crate::origin::tag_writes(cfg.origin());
     let fields = cfg.fields();
     if let Some(m) = &merged {
         // a value for a field this conflict does not decide would be silently dropped
@@ -340,15 +359,17 @@ fn sync_resolve_conflict(
     db::run(
         &format!(
             "UPDATE {schema}.sync_conflicts SET resolution = $2, resolved_value = $3, resolved_at = now(),
-                    resolved_by = current_user
+                    resolved_by = $4
               WHERE id = $1"
         ),
-        &[conflict_id.into(), choice.into(), jsonb_arg(resolved_value.clone()).into()],
+        &[
+            conflict_id.into(),
+            choice.into(),
+            jsonb_arg(resolved_value.clone()).into(),
+            caller_name.into(),
+        ],
     );
-    db::run(
-        "SELECT set_config('sync_engine.origin', $1, true)",
-        &[prev_origin.unwrap_or_default().into()],
-    );
+    drop(tagged);
     JsonB(json!({
         "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
         "source_id": source_id, "target_id": target_id, "deleted": decided.is_none(),

@@ -2,6 +2,7 @@
 
 use crate::capture::{quote_ident, TRIGGER_NAME};
 use crate::db::{self, spi_fail};
+use crate::security;
 use crate::{ext_schema, ext_schema_raw, fail, quote_literal};
 use pgrx::prelude::*;
 use pgrx::PgRelation;
@@ -34,6 +35,11 @@ pub struct Endpoint {
     pub key_default: Option<String>,
     /// the key is an identity column (inserts need OVERRIDING SYSTEM VALUE)
     pub key_identity: bool,
+    /// the table's owner: every write into the table runs as this role
+    /// (`security::as_table_owner`)
+    pub owner: pg_sys::Oid,
+    /// the table's OID
+    pub relid: pg_sys::Oid,
 }
 
 impl Endpoint {
@@ -79,7 +85,7 @@ pub fn load_by_id(id: i64) -> Endpoint {
     Spi::connect(|client| {
         let q = format!(
             "SELECT e.system, e.entity_type, e.key_column, c.oid IS NOT NULL, \
-                    CASE WHEN c.oid IS NOT NULL THEN e.relation::oid::regclass::text END \
+                    CASE WHEN c.oid IS NOT NULL THEN e.relation::oid::regclass::text END, c.relowner, c.oid \
                FROM {schema}.sync_endpoints e LEFT JOIN pg_class c ON c.oid = e.relation::oid \
               WHERE e.id = $1"
         );
@@ -106,6 +112,8 @@ pub fn load_by_id(id: i64) -> Endpoint {
             );
         }
         let table: String = r.get(5).ok().flatten().unwrap_or_default();
+        let owner: pg_sys::Oid = r.get(6).ok().flatten().unwrap_or(pg_sys::Oid::INVALID);
+        let relid: pg_sys::Oid = r.get(7).ok().flatten().unwrap_or(pg_sys::Oid::INVALID);
         let cols = client
             .select(
                 // per column: its type, the bottom type under any domains without a
@@ -195,6 +203,8 @@ pub fn load_by_id(id: i64) -> Endpoint {
             column_inputs,
             key_default,
             key_identity,
+            owner,
+            relid,
         }
     })
 }
@@ -225,67 +235,76 @@ fn sync_register_table(
     }
     let relid = relation.oid();
     drop(relation);
-    let schema = ext_schema();
-
-    // already registered?
-    let existing = db::two::<String, String>(
-        &format!(
-            "SELECT system, entity_type FROM {schema}.sync_endpoints \
-              WHERE relation = $1::oid::regclass OR (system = $2 AND entity_type = $3) LIMIT 1"
-        ),
-        &[relid.into(), system.into(), entity_type.into()],
+    security::require_table_owner(
+        security::current_user(),
+        relid,
+        &relname,
+        "register it with sync_engine",
     );
-    if let Some((Some(s), Some(e))) = existing {
-        fail(
-            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+    // the endpoint and its triggers are the extension's, whoever registers
+    security::as_extension_owner(|| {
+        let schema = ext_schema();
+
+        // already registered?
+        let existing = db::two::<String, String>(
             &format!(
-                "{relname} or the name (\"{system}\", \"{entity_type}\") is already registered as system \"{s}\", entity type \"{e}\"; call sync_unregister_table('{s}', '{e}') first"
+                "SELECT system, entity_type FROM {schema}.sync_endpoints \
+                  WHERE relation = $1::oid::regclass OR (system = $2 AND entity_type = $3) LIMIT 1"
             ),
+            &[relid.into(), system.into(), entity_type.into()],
         );
-    }
+        if let Some((Some(s), Some(e))) = existing {
+            fail(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                &format!(
+                    "{relname} or the name (\"{system}\", \"{entity_type}\") is already registered as system \"{s}\", entity type \"{e}\"; call sync_unregister_table('{s}', '{e}') first"
+                ),
+            );
+        }
 
-    let key = match key_column {
-        Some(k) => check_key_column(relid, &relname, k),
-        None => primary_key_column(relid, &relname),
-    };
+        let key = match key_column {
+            Some(k) => check_key_column(relid, &relname, k),
+            None => primary_key_column(relid, &relname),
+        };
 
-    let id = db::one::<i64>(
-        &format!(
-            "INSERT INTO {schema}.sync_endpoints (system, entity_type, relation, key_column) \
-             VALUES ($1, $2, $3::oid::regclass, $4) RETURNING id"
-        ),
-        &[
-            system.into(),
-            entity_type.into(),
-            relid.into(),
-            key.as_str().into(),
-        ],
-    )
-    .expect("INSERT RETURNING gives a row");
+        let id = db::one::<i64>(
+            &format!(
+                "INSERT INTO {schema}.sync_endpoints (system, entity_type, relation, key_column) \
+                 VALUES ($1, $2, $3::oid::regclass, $4) RETURNING id"
+            ),
+            &[
+                system.into(),
+                entity_type.into(),
+                relid.into(),
+                key.as_str().into(),
+            ],
+        )
+        .expect("INSERT RETURNING gives a row");
 
-    let args = [
-        ext_schema_raw(),
-        system.to_string(),
-        entity_type.to_string(),
-        key,
-    ]
-    .iter()
-    .map(|a| quote_literal(a))
-    .collect::<Vec<_>>()
-    .join(", ");
-    Spi::run(&format!(
-        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {relname} \
-         FOR EACH ROW EXECUTE FUNCTION {schema}.sync_capture({args})",
-        quote_ident(TRIGGER_NAME)
-    ))
-    .unwrap_or_else(|e| spi_fail(e));
-    Spi::run(&format!(
-        "CREATE TRIGGER {} BEFORE TRUNCATE ON {relname} \
-         FOR EACH STATEMENT EXECUTE FUNCTION {schema}.sync_refuse_truncate()",
-        quote_ident(TRUNCATE_TRIGGER_NAME)
-    ))
-    .unwrap_or_else(|e| spi_fail(e));
-    id
+        let args = [
+            ext_schema_raw(),
+            system.to_string(),
+            entity_type.to_string(),
+            key,
+        ]
+        .iter()
+        .map(|a| quote_literal(a))
+        .collect::<Vec<_>>()
+        .join(", ");
+        Spi::run(&format!(
+            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {relname} \
+             FOR EACH ROW EXECUTE FUNCTION {schema}.sync_capture({args})",
+            quote_ident(TRIGGER_NAME)
+        ))
+        .unwrap_or_else(|e| spi_fail(e));
+        Spi::run(&format!(
+            "CREATE TRIGGER {} BEFORE TRUNCATE ON {relname} \
+             FOR EACH STATEMENT EXECUTE FUNCTION {schema}.sync_refuse_truncate()",
+            quote_ident(TRUNCATE_TRIGGER_NAME)
+        ))
+        .unwrap_or_else(|e| spi_fail(e));
+        id
+    })
 }
 
 fn relation_name(relid: pg_sys::Oid) -> String {
@@ -357,6 +376,12 @@ fn check_key_column(relid: pg_sys::Oid, relname: &str, key: &str) -> String {
 /// Remove an endpoint and its triggers. Refused while a config still uses it.
 #[pg_extern]
 fn sync_unregister_table(system: &str, entity_type: &str) {
+    let caller = security::current_user();
+    security::as_extension_owner(|| unregister_table(caller, system, entity_type))
+}
+
+/// `sync_unregister_table` once running as the extension's owner; `caller` is who called.
+fn unregister_table(caller: pg_sys::Oid, system: &str, entity_type: &str) {
     let schema = ext_schema();
     let row = db::two::<i64, String>(
         &format!(
@@ -388,6 +413,11 @@ fn sync_unregister_table(system: &str, entity_type: &str) {
                 "\"{system}\".\"{entity_type}\" is used by sync config(s) {users}; delete those configs first"
             ),
         );
+    }
+    if let Some(relname) = &relname {
+        let relid = db::one::<pg_sys::Oid>("SELECT $1::regclass::oid", &[relname.as_str().into()])
+            .unwrap_or(pg_sys::Oid::INVALID);
+        security::require_table_owner(caller, relid, relname, "unregister it");
     }
     if let Some(relname) = relname {
         for t in [TRIGGER_NAME, TRUNCATE_TRIGGER_NAME] {

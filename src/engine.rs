@@ -9,6 +9,7 @@ use crate::config::{self, Config};
 use crate::db::{self, spi_fail};
 use crate::endpoints::Endpoint;
 use crate::merge::{self, Conflict, Input, LinkAction, Plan, Row, Times, Write};
+use crate::security;
 use crate::subxact;
 use crate::{ext_schema, fail};
 use pgrx::prelude::*;
@@ -139,6 +140,19 @@ pub fn execute(config_id: i64, started_by: &str) -> Value {
 /// Run a config, completing the `sync_runs` row `run_id` if the caller recorded one
 /// beforehand (the worker does, in its own transaction, so a run that dies is seen).
 pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Value {
+    let caller = security::current_user();
+    security::as_extension_owner(|| run_as_extension_owner(caller, config_id, started_by, run_id))
+}
+
+/// `execute_run` once running as the extension's owner: `caller` (who called) must
+/// have the privileges of the config's owner. The run's writes into the two tables
+/// each run as that table's owner (see `security::as_table_owner`).
+fn run_as_extension_owner(
+    caller: pg_sys::Oid,
+    config_id: i64,
+    started_by: &str,
+    run_id: Option<i64>,
+) -> Value {
     let iso = db::one::<String>("SELECT current_setting('transaction_isolation')", &[])
         .unwrap_or_default();
     if iso != "read committed" {
@@ -148,6 +162,11 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
         );
     }
     let cfg = config::load(config_id);
+    security::require_privileges_of(
+        caller,
+        cfg.owner,
+        &format!("run sync config {config_id} (\"{}\")", cfg.name),
+    );
     let locked = db::one::<bool>(
         "SELECT pg_try_advisory_xact_lock($1, $2::int)",
         &[LOCK_CLASS.into(), config_id.into()],
@@ -176,12 +195,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
         )
         .expect("run id"),
     };
-    let prev_origin = db::one::<String>("SELECT current_setting('sync_engine.origin', true)", &[]);
-    db::run(
-        "SELECT set_config('sync_engine.origin', $1, true)",
-        &[cfg.origin().into()],
-    );
-
+    let tagged = crate::origin::tag_writes(cfg.origin());
     let mut run = Run {
         cfg: &cfg,
         schema: schema.clone(),
@@ -293,10 +307,7 @@ pub fn execute_run(config_id: i64, started_by: &str, run_id: Option<i64>) -> Val
         "errors": s.errors, "created": s.created, "updated": s.updated, "deleted": s.deleted,
         "duration_ms": duration_ms,
     });
-    db::run(
-        "SELECT set_config('sync_engine.origin', $1, true)",
-        &[prev_origin.unwrap_or_default().into()],
-    );
+    drop(tagged);
     db::run(
         &format!(
             "UPDATE {schema}.sync_configs SET position = $2, last_run_at = now(), next_run_at = now() + sync_interval,
@@ -436,6 +447,18 @@ fn copy_sql(cfg: &Config, schema: &str, to_target: bool) -> Option<String> {
     })?;
     // jsonb_build_object takes at most 100 arguments
     if !flows || copies.is_empty() || copies.len() > 50 {
+        return None;
+    }
+    // the statement reads the other table and writes the links as well as the written
+    // table, so it can only run as the written table's owner if that is the extension's
+    // owner (the role the run's bookkeeping runs as); otherwise the merge path writes
+    // that table, from values the run read, as its owner
+    let written_owner = if to_target {
+        cfg.target.owner
+    } else {
+        cfg.source.owner
+    };
+    if written_owner != security::current_user() {
         return None;
     }
     let q = crate::capture::quote_ident;
@@ -1104,12 +1127,19 @@ impl<'a> Run<'a> {
                 .filter_map(|p| p.target_id.as_deref())
                 .collect();
             let links: Vec<&str> = pairs.iter().filter_map(|p| p.link.as_deref()).collect();
+            let owner = if way == 0 {
+                self.cfg.target.owner
+            } else {
+                self.cfg.source.owner
+            };
             let written = subxact::run_for_rows(|| {
                 db::lookups_only(|| {
-                    written_keys(
-                        sql,
-                        &[self.cfg.id.into(), sids.into(), tids.into(), links.into()],
-                    )
+                    security::as_table_owner(owner, || {
+                        written_keys(
+                            sql,
+                            &[self.cfg.id.into(), sids.into(), tids.into(), links.into()],
+                        )
+                    })
                 })
             })
             .unwrap_or_else(|e| {
@@ -1570,13 +1600,16 @@ pub(crate) fn new_keys(e: &Endpoint, partner_ids: &[Option<String>]) -> Vec<Stri
     match &e.key_default {
         Some(expr) => {
             let sql = format!("SELECT format('%s', {expr}) FROM generate_series(1, $1)");
-            Spi::connect(|c| {
-                let t = c
-                    .select(&sql, None, &[(partner_ids.len() as i64).into()])
-                    .unwrap_or_else(|e| spi_fail(e));
-                db::scoped(|| {
-                    t.filter_map(|r| r.get::<String>(1).ok().flatten())
-                        .collect()
+            // the default is the table owner's expression: evaluate it with its rights
+            security::as_table_owner(e.owner, || {
+                Spi::connect(|c| {
+                    let t = c
+                        .select(&sql, None, &[(partner_ids.len() as i64).into()])
+                        .unwrap_or_else(|e| spi_fail(e));
+                    db::scoped(|| {
+                        t.filter_map(|r| r.get::<String>(1).ok().flatten())
+                            .collect()
+                    })
                 })
             })
         }
@@ -1619,7 +1652,9 @@ pub(crate) fn insert_rows(e: &Endpoint, cols: &[String], rows: serde_json::Map<S
             ""
         },
     );
-    db::run(&sql, &[jsonb_arg(Value::Object(rows)).into()]);
+    security::as_table_owner(e.owner, || {
+        db::run(&sql, &[jsonb_arg(Value::Object(rows)).into()])
+    });
 }
 
 pub(crate) fn update_rows(e: &Endpoint, rows: serde_json::Map<String, Value>) {
@@ -1647,7 +1682,9 @@ pub(crate) fn update_rows(e: &Endpoint, rows: serde_json::Map<String, Value>) {
     );
     // the key list lets the planner find the rows by index whatever it guesses for jsonb_each
     let keys: Vec<String> = rows.keys().cloned().collect();
-    db::run(&sql, &[jsonb_arg(Value::Object(rows)).into(), keys.into()]);
+    security::as_table_owner(e.owner, || {
+        db::run(&sql, &[jsonb_arg(Value::Object(rows)).into(), keys.into()])
+    });
 }
 
 /// Columns carrying each row's version in a guarded write's JSON.
@@ -1792,7 +1829,9 @@ fn update_guarded_json(
         k = key_text(e, "t"),
     );
     let arr: Vec<VersionedRow> = rows.iter().map(|r| VersionedRow(r.1, r.2)).collect();
-    db::lookups_only(|| written_keys(&sql, &[json_text(&arr).into()]))
+    db::lookups_only(|| {
+        security::as_table_owner(e.owner, || written_keys(&sql, &[json_text(&arr).into()]))
+    })
 }
 
 /// `update_guarded` for one set of scalar and JSON columns: the values go in as one
@@ -1858,7 +1897,9 @@ fn update_guarded_arrays(
         }
         args.push(vals.into());
     }
-    Some(db::lookups_only(|| written_keys(&sql, &args)))
+    Some(db::lookups_only(|| {
+        security::as_table_owner(e.owner, || written_keys(&sql, &args))
+    }))
 }
 
 /// DELETE rows (key, ctid when read) that are still the version the run read; returns
@@ -1889,7 +1930,9 @@ fn delete_guarded(e: &Endpoint, rows: &[(&str, Option<&Version>)]) -> Vec<String
             k = key_text(e, "t"),
         );
         let done = db::lookups_only(|| {
-            written_keys(&sql, &[ctids.into(), xmins.into(), tableoids.into()])
+            security::as_table_owner(e.owner, || {
+                written_keys(&sql, &[ctids.into(), xmins.into(), tableoids.into()])
+            })
         });
         missed.extend(
             keys.into_iter()
@@ -1910,5 +1953,5 @@ pub(crate) fn delete_rows(e: &Endpoint, ids: &[String]) {
         kc = crate::capture::quote_ident(&e.key_column),
         kt = e.key_type,
     );
-    db::run(&sql, &[ids.to_vec().into()]);
+    security::as_table_owner(e.owner, || db::run(&sql, &[ids.to_vec().into()]));
 }

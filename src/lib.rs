@@ -18,7 +18,9 @@ pub mod guc;
 pub mod jsonb;
 pub mod mapping;
 pub mod merge;
+pub mod origin;
 pub mod rowjson;
+pub mod security;
 pub mod subxact;
 pub mod worker;
 

@@ -227,17 +227,25 @@ mod tests {
     }
 
     #[pg_test]
-    fn origin_setting_is_recorded() {
+    fn a_role_cannot_tag_its_writes_as_the_engines() {
         setup_contacts("cap5");
+        // whatever a session sets, an ordinary write is recorded without an origin
         Spi::run(
-            "SET LOCAL sync_engine.origin = 'config:7';
-             INSERT INTO cap5_contacts (name) VALUES ('engine');
-             SET LOCAL sync_engine.origin = '';
+            "DO $$ BEGIN PERFORM set_config('sync_engine.origin', 'sync_engine:config:7', true);
+                  EXCEPTION WHEN OTHERS THEN NULL; END $$;
              INSERT INTO cap5_contacts (name) VALUES ('user');",
         )
         .unwrap();
         let o = json("SELECT jsonb_agg(origin ORDER BY id) FROM change_log WHERE system = 'cap5'");
-        assert_eq!(o, json!(["config:7", null]));
+        assert_eq!(o, json!([null]));
+        // the engine's tag (held in the backend, set only by its code) is recorded
+        {
+            let _tag = crate::origin::tag_writes("sync_engine:config:7".into());
+            Spi::run("INSERT INTO cap5_contacts (name) VALUES ('engine')").unwrap();
+        }
+        Spi::run("INSERT INTO cap5_contacts (name) VALUES ('user again')").unwrap();
+        let o = json("SELECT jsonb_agg(origin ORDER BY id) FROM change_log WHERE system = 'cap5'");
+        assert_eq!(o, json!([null, "sync_engine:config:7", null]));
     }
 
     #[pg_test]

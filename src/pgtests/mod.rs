@@ -3,5 +3,6 @@
 mod capture;
 pub mod concurrent;
 pub mod engine;
+mod security;
 pub mod util;
 mod worker;

@@ -1,0 +1,255 @@
+//! Who the engine acts as (src/security.rs): writes into a user table run as its owner
+//! inside a security-restricted operation; only the engine tags writes with an origin;
+//! registering, creating and running configs check the caller's rights. Autocommit
+//! connections, so roles and grants behave as for a real application.
+
+#[cfg(test)]
+mod tests {
+    use crate::pgtests::engine::tests::Db;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+
+    /// Drop a test role left by an earlier run (and what it owns), then create it.
+    fn fresh_role(db: &mut Db, role: &str) {
+        db.exec(&format!(
+            "DO $$ BEGIN
+               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                 EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}';
+               END IF;
+             END $$;
+             CREATE ROLE {role} NOLOGIN;"
+        ));
+    }
+
+    /// The attack of issue 11: `owner` owns `{p}_evil.dst`, whose BEFORE trigger makes
+    /// its owner a superuser when it runs as one, and records who it ran as. Returns
+    /// the id of a config from `{p}.src` (the superuser's) to that table.
+    fn evil_setup(db: &mut Db, p: &str, owner: &str) -> i64 {
+        fresh_role(db, owner);
+        db.exec(&format!(
+            "DROP SCHEMA IF EXISTS {p} CASCADE;
+             CREATE SCHEMA {p};
+             CREATE TABLE {p}.src (id int PRIMARY KEY, name text);
+             CREATE SCHEMA {p}_evil AUTHORIZATION {owner};
+             SET ROLE {owner};
+             CREATE TABLE {p}_evil.dst (id int PRIMARY KEY, name text, written_by text);
+             CREATE FUNCTION {p}_evil.grab() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+               IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                 EXECUTE 'ALTER ROLE {owner} SUPERUSER';
+               END IF;
+               NEW.written_by := current_user;
+               RETURN NEW;
+             END $f$;
+             CREATE TRIGGER grab BEFORE INSERT OR UPDATE ON {p}_evil.dst
+               FOR EACH ROW EXECUTE FUNCTION {p}_evil.grab();
+             RESET ROLE;
+             SELECT sync_register_table('{p}_src', 'contacts', '{p}.src');
+             SELECT sync_register_table('{p}_dst', 'contacts', '{p}_evil.dst');
+             SELECT sync_create_config('{p}', '{p}_src', '{p}_dst', 'contacts',
+                                       '[{{\"source\": \"name\", \"target\": \"name\"}}]');
+             UPDATE sync_configs SET enabled = false WHERE name = '{p}';
+             INSERT INTO {p}.src VALUES (1, 'Ann');"
+        ));
+        db.json(&format!("SELECT id FROM sync_configs WHERE name = '{p}'"))["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn is_superuser(db: &mut Db, role: &str) -> serde_json::Value {
+        db.json(&format!(
+            "SELECT rolsuper AS s FROM pg_roles WHERE rolname = '{role}'"
+        ))["s"]
+            .clone()
+    }
+
+    #[test]
+    fn a_table_owners_trigger_runs_as_the_owner_when_a_superuser_syncs() {
+        let mut db = Db::new();
+        let c = evil_setup(&mut db, "sec_esc", "sec_evil");
+        let r = db.sync(c);
+        assert_eq!(r["created"], json!(1), "{r}");
+        // an update goes through the update path (not the column copy: the written
+        // table's owner is not the extension's)
+        db.exec("UPDATE sec_esc.src SET name = 'Ann Lee'");
+        let r = db.sync(c);
+        assert_eq!(r["updated"], json!(1), "{r}");
+        assert_eq!(is_superuser(&mut db, "sec_evil"), json!(false));
+        assert_eq!(
+            db.rows("SELECT id, name, written_by FROM sec_esc_evil.dst"),
+            json!([{"id": 1, "name": "Ann Lee", "written_by": "sec_evil"}]),
+            "the trigger ran as the table's owner"
+        );
+        // the engine's own bookkeeping went on as the extension's owner
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_links WHERE config_id = {c}"
+            ))["n"],
+            json!(1)
+        );
+    }
+
+    #[test]
+    fn a_table_owners_trigger_runs_as_the_owner_when_the_worker_syncs() {
+        let mut db = Db::new();
+        let c = evil_setup(&mut db, "sec_wesc", "sec_wevil");
+        db.exec(&format!(
+            "UPDATE sync_configs SET enabled = true, sync_interval = '1 second', next_run_at = now() WHERE id = {c}"
+        ));
+        let start = Instant::now();
+        while db.json("SELECT count(*) AS n FROM sec_wesc_evil.dst")["n"] != json!(1) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the worker did not sync"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        db.exec(&format!(
+            "UPDATE sync_configs SET enabled = false WHERE id = {c}"
+        ));
+        assert_eq!(is_superuser(&mut db, "sec_wevil"), json!(false));
+        assert_eq!(
+            db.json("SELECT written_by FROM sec_wesc_evil.dst")["written_by"],
+            json!("sec_wevil")
+        );
+    }
+
+    #[test]
+    fn a_forged_origin_is_recorded_as_an_ordinary_write_and_synced() {
+        let mut db = Db::new();
+        fresh_role(&mut db, "sec_app");
+        let c = crate::pgtests::engine::tests::crm_hub(
+            &mut db,
+            "sec_forge",
+            "latest_wins",
+            "bidirectional",
+            "NULL",
+        );
+        db.exec("INSERT INTO sec_forge.crm (full_name, phone) VALUES ('Ann Lee', '1')");
+        db.sync(c);
+        db.exec(
+            "GRANT USAGE ON SCHEMA sec_forge TO sec_app; GRANT SELECT, UPDATE ON sec_forge.crm TO sec_app",
+        );
+        // the app role tags its session as the config's own writes, by every means a
+        // role has (the setting the engine once used), then writes
+        let mut app = Db::new();
+        app.exec(&format!(
+            "SET ROLE sec_app;
+             DO $$ BEGIN
+               PERFORM set_config('sync_engine.origin', 'sync_engine:config:{c}', false);
+             EXCEPTION WHEN OTHERS THEN NULL; END $$;
+             UPDATE sec_forge.crm SET phone = 'forged';
+             RESET ROLE;"
+        ));
+        assert_eq!(
+            db.rows(
+                "SELECT origin FROM change_log WHERE system = 'sec_forge_crm' AND fields ? 'phone' AND operation = 'update'"
+            ),
+            json!([{"origin": null}])
+        );
+        let r = db.sync(c);
+        assert_eq!(r["updated"], json!(1), "{r}");
+        assert_eq!(
+            db.json("SELECT phone FROM sec_forge.hub")["phone"],
+            json!("forged")
+        );
+    }
+
+    #[test]
+    fn registering_creating_running_and_resolving_check_the_callers_rights() {
+        let mut db = Db::new();
+        for r in ["sec_integ", "sec_other", "sec_member"] {
+            fresh_role(&mut db, r);
+        }
+        db.exec(
+            "DROP SCHEMA IF EXISTS sec_priv CASCADE;
+             CREATE SCHEMA sec_priv;
+             CREATE TABLE sec_priv.crm (id int PRIMARY KEY, phone text);
+             CREATE TABLE sec_priv.hub (id int PRIMARY KEY, phone text);
+             GRANT USAGE ON SCHEMA sec_priv TO sec_integ, sec_other, sec_member;
+             GRANT sec_integ TO sec_member;",
+        );
+        // registering needs ownership
+        let e = db.err(
+            "SET ROLE sec_integ; SELECT sync_register_table('sec_priv_crm', 'contacts', 'sec_priv.crm')",
+        );
+        assert!(
+            e.starts_with("42501: permission denied to register it with sync_engine: must be the owner of sec_priv.crm"),
+            "{e}"
+        );
+        db.exec(
+            "RESET ROLE;
+             ALTER TABLE sec_priv.crm OWNER TO sec_integ;
+             SET ROLE sec_integ;
+             SELECT sync_register_table('sec_priv_crm', 'contacts', 'sec_priv.crm');
+             RESET ROLE;
+             SELECT sync_register_table('sec_priv_hub', 'contacts', 'sec_priv.hub');",
+        );
+        // creating a config needs SELECT, INSERT, UPDATE and DELETE on both tables
+        db.exec("RESET ROLE; GRANT SELECT, UPDATE ON sec_priv.hub TO sec_integ");
+        let e = db.err(
+            "SET ROLE sec_integ; SELECT sync_create_config('sec-priv', 'sec_priv_crm', 'sec_priv_hub', 'contacts', conflict_strategy => 'manual')",
+        );
+        assert_eq!(
+            e,
+            "42501: permission denied to create a sync config over it: role \"sec_integ\" lacks INSERT, DELETE on sec_priv.hub"
+        );
+        db.exec(
+            "RESET ROLE; GRANT INSERT, DELETE ON sec_priv.hub TO sec_integ;
+             SET ROLE sec_integ;
+             SELECT sync_create_config('sec-priv', 'sec_priv_crm', 'sec_priv_hub', 'contacts', conflict_strategy => 'manual');
+             RESET ROLE;
+             UPDATE sync_configs SET enabled = false WHERE name = 'sec-priv';
+             INSERT INTO sec_priv.crm VALUES (1, '1');",
+        );
+        let c =
+            db.json("SELECT id, owner::text AS owner FROM sync_configs WHERE name = 'sec-priv'");
+        assert_eq!(c["owner"], json!("sec_integ"));
+        let c = c["id"].as_i64().unwrap();
+        // the owner runs it (no grants on the extension's tables needed)...
+        db.exec(&format!(
+            "SET ROLE sec_integ; SELECT sync_execute({c}); RESET ROLE;"
+        ));
+        assert_eq!(
+            db.json("SELECT phone FROM sec_priv.hub")["phone"],
+            json!("1")
+        );
+        // ...another role may not, a member of the owner may
+        let e = db.err(&format!("SET ROLE sec_other; SELECT sync_execute({c})"));
+        assert_eq!(
+            e,
+            format!("42501: permission denied to run sync config {c} (\"sec-priv\"): role \"sec_other\" is not a member of its owner \"sec_integ\"")
+        );
+        db.exec(
+            "RESET ROLE; UPDATE sec_priv.crm SET phone = 'a'; UPDATE sec_priv.hub SET phone = 'b';",
+        );
+        db.exec(&format!(
+            "SET ROLE sec_member; SELECT sync_execute({c}); RESET ROLE;"
+        ));
+        let k = db.json(&format!(
+            "SELECT id FROM sync_conflicts WHERE config_id = {c} AND resolution = 'pending'"
+        ))["id"]
+            .as_i64()
+            .unwrap();
+        let e = db.err(&format!(
+            "SET ROLE sec_other; SELECT sync_resolve_conflict({k}, 'source')"
+        ));
+        assert!(
+            e.starts_with("42501: permission denied to resolve conflict"),
+            "{e}"
+        );
+        db.exec(&format!(
+            "RESET ROLE; SET ROLE sec_member; SELECT sync_resolve_conflict({k}, 'source'); RESET ROLE;"
+        ));
+        assert_eq!(
+            db.json(&format!(
+                "SELECT resolved_by FROM sync_conflicts WHERE id = {k}"
+            ))["resolved_by"],
+            json!("sec_member")
+        );
+        assert_eq!(
+            db.json("SELECT phone FROM sec_priv.hub")["phone"],
+            json!("a")
+        );
+    }
+}
