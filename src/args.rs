@@ -68,9 +68,9 @@ pub fn null_element_message(func: &str, arg: &str, position: usize) -> String {
 pub fn name_message(func: &str, arg: &str, problem: &NameProblem) -> String {
     match problem {
         NameProblem::Empty => format!("{func}: {arg} must be a non-empty name"),
-        NameProblem::TooLong { bytes } => format!(
-            "{func}: {arg} is {bytes} bytes long; a name is at most {NAME_MAX_BYTES} bytes"
-        ),
+        NameProblem::TooLong { bytes } => {
+            format!("{func}: {arg} is {bytes} bytes long; a name is at most {NAME_MAX_BYTES} bytes")
+        }
     }
 }
 
