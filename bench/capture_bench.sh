@@ -61,9 +61,14 @@ bash scripts/cluster.sh start "$BENCH_DIR" "$BENCH_PORT" \
 
 sql() { bash scripts/cluster.sh psql "$BENCH_DIR" "$BENCH_PORT" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
+lib_so=$("$PG_CONFIG" --pkglibdir)/sync_engine.so
+sql -c "CREATE EXTENSION sync_engine"
+build=$(release_build sql)
+header="sync_engine capture bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, library $lib_so ($(stat -c '%y, %s bytes' "$lib_so"), build $build)"
+say "$header"
+
 say "loading acc_plain and acc_sync ($ROWS rows each)"
 sql <<SQL
-CREATE EXTENSION sync_engine;
 CREATE TABLE acc_plain (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
 CREATE TABLE acc_sync  (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
 INSERT INTO acc_plain SELECT g, (g - 1) / 100000 + 1, 0, '' FROM generate_series(1, $ROWS) g;
@@ -148,6 +153,7 @@ if ((MIXED_ROUNDS > 0)); then
 fi
 logged=$(sql -c "SELECT count(*) FROM change_log WHERE system = 'bench' AND entity_type = 'acc'")
 {
+    echo "$header"
     echo
     echo "capture overhead: UPDATE one row by key, pgbench -c $CLIENTS -j $CLIENTS -T $DURATION, $ROWS rows"
     echo "alternating runs (one table per run):"

@@ -90,6 +90,8 @@ CREATE EXTENSION sync_engine;
 UPDATE pg_proc SET probin = '$private_so' WHERE probin = '\$libdir/sync_engine';
 SQL
 [[ $(sql -c "SELECT count(*) FROM pg_proc WHERE probin = '$private_so'") -gt 0 ]] || die "could not point sync_engine at $private_so"
+build=$(release_build sql)
+say "library: $lib_so ($lib_info), build $build"
 now() { date +%s.%N; }
 ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "inf" }'; }
@@ -465,7 +467,7 @@ v3h=$(verdict "$(mb "$backlog_hwm")" "$MEM_TARGET_MB" "<")
 } | tee "$OUT/fig3.txt"
 
 {
-    echo "sync_engine sync bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, library $lib_so ($lib_info), ROWS=$ROWS ROUNDS1=$ROUNDS1 SMALL=$SMALL BIG=$BIG CHANGES=$CHANGES REPEATS=$REPEATS"
+    echo "sync_engine sync bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, library $lib_so ($lib_info, build $build), ROWS=$ROWS ROUNDS1=$ROUNDS1 SMALL=$SMALL BIG=$BIG CHANGES=$CHANGES REPEATS=$REPEATS"
     cat "$OUT/fig1.txt" "$OUT/fig2.txt" "$OUT/fig3.txt"
     echo
     echo "raw sync_execute results: ${OUT#"$REPO_ROOT"/}/sync_execute.log"

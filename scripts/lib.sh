@@ -41,3 +41,17 @@ as_pg_here() {
         sudo -u "$PG_OS_USER" -- "$@"
     fi
 }
+
+# release_build PSQL: the build of sync_engine a bench cluster loaded, e.g.
+# "release 0.1.0" (sync_engine_build_info(), through the psql wrapper function PSQL, in a
+# database with the extension). Dies unless it is a release build: a debug build (what
+# `cargo pgrx test` installs) runs 3-4 times slower, so its figures mean nothing.
+# Use as `build=$(release_build sql)` under `set -e`.
+release_build() {
+    local info
+    info=$("$1" -c "SELECT (i ->> 'profile') || ' ' || (i ->> 'version') FROM sync_engine_build_info() i" 2>/dev/null) ||
+        info="unknown (no sync_engine_build_info(): a build older than this script)"
+    [[ $info == release\ * ]] ||
+        die "the installed sync_engine is not a release build (build: $info); benchmarks refuse to run against it. Install the release build: bash scripts/install-ext.sh (or run without SKIP_INSTALL=1)"
+    echo "$info"
+}

@@ -70,7 +70,7 @@ fn sync_position() -> String {
 #[allow(clippy::type_complexity)]
 fn sync_changes(
     since: Option<&str>,
-    until: &str,
+    until: Option<&str>,
     system: default!(Option<&str>, "NULL"),
     entity_type: default!(Option<&str>, "NULL"),
 ) -> TableIterator<
@@ -88,6 +88,10 @@ fn sync_changes(
         name!(checksum, Option<String>),
     ),
 > {
+    const F: &str = "sync_changes";
+    let until = crate::args::required(until, F, "until");
+    let system = crate::args::optional_name(system, F, "system");
+    let entity_type = crate::args::optional_name(entity_type, F, "entity_type");
     let w = window(since, until);
     let schema = ext_schema();
     let sql = format!(

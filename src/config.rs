@@ -1,5 +1,6 @@
 //! Sync configs: creation (validated whole) and loading for a run.
 
+use crate::args;
 use crate::db;
 use crate::endpoints::{self, Endpoint};
 use crate::mapping::{values_equal, Mapping};
@@ -167,20 +168,27 @@ fn resolve_match_on(names: &[String], m: &Mapping) -> Vec<String> {
 #[pg_extern]
 #[allow(clippy::too_many_arguments)]
 fn sync_create_config(
-    name: &str,
-    source_system: &str,
-    target_system: &str,
-    entity_type: &str,
+    name: Option<&str>,
+    source_system: Option<&str>,
+    target_system: Option<&str>,
+    entity_type: Option<&str>,
     field_mapping: default!(Option<JsonB>, "NULL"),
-    conflict_strategy: default!(&str, "'latest_wins'"),
-    sync_direction: default!(&str, "'bidirectional'"),
-    sync_interval: default!(Interval, "'5 minutes'"),
-    match_on: default!(Option<Vec<String>>, "NULL"),
+    conflict_strategy: default!(Option<&str>, "'latest_wins'"),
+    sync_direction: default!(Option<&str>, "'bidirectional'"),
+    sync_interval: default!(Option<Interval>, "'5 minutes'"),
+    match_on: default!(Option<Vec<Option<String>>>, "NULL"),
     target_entity_type: default!(Option<&str>, "NULL"),
 ) -> i64 {
-    if name.trim().is_empty() {
-        bad("config name must be a non-empty text".into());
-    }
+    const F: &str = "sync_create_config";
+    let name = args::name(name, F, "name");
+    let source_system = args::name(source_system, F, "source_system");
+    let target_system = args::name(target_system, F, "target_system");
+    let entity_type = args::name(entity_type, F, "entity_type");
+    let conflict_strategy = args::required(conflict_strategy, F, "conflict_strategy");
+    let sync_direction = args::required(sync_direction, F, "sync_direction");
+    let sync_interval = args::required(sync_interval, F, "sync_interval");
+    let match_on = args::no_null_elements(match_on, F, "match_on");
+    let target_entity_type = args::optional_name(target_entity_type, F, "target_entity_type");
     Strategy::parse(conflict_strategy).unwrap_or_else(|e| bad(e));
     Direction::parse(sync_direction).unwrap_or_else(|e| bad(e));
     let target_et = target_entity_type.unwrap_or(entity_type);

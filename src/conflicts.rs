@@ -86,10 +86,13 @@ fn load(schema: &str, id: i64) -> Pending {
 /// `merged` (an object with a value for every conflicting field).
 #[pg_extern(volatile)]
 fn sync_resolve_conflict(
-    conflict_id: i64,
-    choice: &str,
+    conflict_id: Option<i64>,
+    choice: Option<&str>,
     merged: default!(Option<JsonB>, "NULL"),
 ) -> JsonB {
+    const F: &str = "sync_resolve_conflict";
+    let conflict_id = crate::args::required(conflict_id, F, "conflict_id");
+    let choice = crate::args::required(choice, F, "choice");
     if !CHOICES.contains(&choice) {
         bad(format!(
             "unknown conflict choice \"{choice}\"; allowed: {}",

@@ -1,5 +1,6 @@
 //! Endpoints: (system, entity_type) bound to a table and its key column.
 
+use crate::args;
 use crate::capture::{quote_ident, TRIGGER_NAME};
 use crate::db::{self, spi_fail};
 use crate::security;
@@ -50,15 +51,6 @@ impl Endpoint {
 
     pub fn column_index(&self, col: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == col)
-    }
-}
-
-fn check_name(what: &str, v: &str) {
-    if v.trim().is_empty() {
-        fail(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            &format!("{what} must be a non-empty name"),
-        );
     }
 }
 
@@ -213,13 +205,15 @@ pub fn load_by_id(id: i64) -> Endpoint {
 /// trigger. Returns the endpoint id.
 #[pg_extern]
 fn sync_register_table(
-    system: &str,
-    entity_type: &str,
-    relation: PgRelation,
+    system: Option<&str>,
+    entity_type: Option<&str>,
+    relation: Option<PgRelation>,
     key_column: default!(Option<&str>, "NULL"),
 ) -> i64 {
-    check_name("system", system);
-    check_name("entity_type", entity_type);
+    const F: &str = "sync_register_table";
+    let system = args::name(system, F, "system");
+    let entity_type = args::name(entity_type, F, "entity_type");
+    let relation = args::required(relation, F, "relation");
     let relname = relation_name(relation.oid());
     let relkind = unsafe { (*relation.rd_rel).relkind } as u8;
     match relkind {
@@ -375,7 +369,10 @@ fn check_key_column(relid: pg_sys::Oid, relname: &str, key: &str) -> String {
 
 /// Remove an endpoint and its triggers. Refused while a config still uses it.
 #[pg_extern]
-fn sync_unregister_table(system: &str, entity_type: &str) {
+fn sync_unregister_table(system: Option<&str>, entity_type: Option<&str>) {
+    const F: &str = "sync_unregister_table";
+    let system = args::name(system, F, "system");
+    let entity_type = args::name(entity_type, F, "entity_type");
     let caller = security::current_user();
     security::as_extension_owner(|| unregister_table(caller, system, entity_type))
 }

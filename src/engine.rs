@@ -120,7 +120,8 @@ pub(crate) fn base_checksum_sql(expr: &str) -> String {
 }
 
 #[pg_extern(volatile)]
-fn sync_execute(config_id: i64) -> JsonB {
+fn sync_execute(config_id: Option<i64>) -> JsonB {
+    let config_id = crate::args::required(config_id, "sync_execute", "config_id");
     // pg_cron runs jobs in a background worker of type pg_cron, or over a connection
     // named pg_cron: record such runs as started by cron
     let by = db::one::<String>(

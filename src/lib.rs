@@ -6,6 +6,8 @@
 
 use pgrx::prelude::*;
 
+pub mod args;
+pub mod build_info;
 pub mod capture;
 pub mod changes;
 pub mod config;
