@@ -165,7 +165,11 @@ pub enum Start {
 ///   window built from it would skip every change until this cluster caught up.
 /// - A position without an instance is treated as foreign: reconciling costs a full
 ///   comparison once, trusting it could lose changes.
-pub fn start(position: Option<&str>, taken_in: Option<&str>, here: &str) -> Result<Start, CursorError> {
+pub fn start(
+    position: Option<&str>,
+    taken_in: Option<&str>,
+    here: &str,
+) -> Result<Start, CursorError> {
     match (position, taken_in) {
         (None, _) => Ok(Start::InitialLoad),
         (Some(p), Some(t)) if t.eq_ignore_ascii_case(here) => Snapshot::parse(p).map(Start::After),
@@ -207,7 +211,10 @@ mod tests {
             Ok(Start::Reconcile)
         );
         // never parsed: whatever it holds, it is not ours
-        assert_eq!(start(Some("garbage"), Some(THERE), HERE), Ok(Start::Reconcile));
+        assert_eq!(
+            start(Some("garbage"), Some(THERE), HERE),
+            Ok(Start::Reconcile)
+        );
         // stored without an instance: not known to be ours
         assert_eq!(start(Some("5:5:"), None, HERE), Ok(Start::Reconcile));
     }

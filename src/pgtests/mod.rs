@@ -2,6 +2,7 @@
 //! (run inside a rolled-back transaction) or plain #[test]s using autocommit clients.
 mod capture;
 pub mod concurrent;
+mod dump;
 pub mod engine;
 pub mod util;
 mod worker;
