@@ -13,6 +13,20 @@ CREATE TABLE sync_endpoints (
     UNIQUE (relation)
 );
 
+-- This database's copy of the extension: one row, made by CREATE EXTENSION. A position
+-- (sync_configs.position) is a snapshot of this database's transaction ids and indexes
+-- this database's change_log; it is only valid where both came along. The row travels
+-- with the data files (a physical copy, a standby, pg_upgrade, CREATE DATABASE ..
+-- TEMPLATE) but not with pg_dump: it is not a configuration table, so a restore runs
+-- CREATE EXTENSION and gets a new id, and positions carrying the old one are foreign.
+CREATE TABLE sync_instance (
+    id         uuid        NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    one_row    boolean     NOT NULL DEFAULT true UNIQUE CHECK (one_row)
+);
+INSERT INTO sync_instance DEFAULT VALUES;
+GRANT SELECT ON sync_instance TO PUBLIC;
+
 -- One row per captured change. Written by the capture trigger (and by sync_push).
 -- txid is the xid8 of the writing transaction: readers use snapshots, never ids or
 -- timestamps, to decide what is new (see src/cursor.rs). id comes from a sequence and
@@ -60,6 +74,9 @@ CREATE TABLE sync_configs (
     enabled            boolean     NOT NULL DEFAULT true,
     -- snapshot (pg_snapshot text) up to which changes have been consumed; NULL = never run
     position           text,
+    -- the sync_instance (database) the position was taken in; any other one means the
+    -- config was restored from a dump and its next run reconciles (see src/cursor.rs)
+    position_instance  uuid,
     last_run_at        timestamptz,
     next_run_at        timestamptz NOT NULL DEFAULT now(),
     -- failed scheduled runs in a row; the worker backs off on them
@@ -149,6 +166,7 @@ SELECT c.id AS config_id,
        (SELECT now() - min(l.changed_at)
           FROM change_log l
          WHERE c.position IS NOT NULL
+           AND c.position_instance = (SELECT i.id FROM sync_instance i)
            AND l.txid >= pg_snapshot_xmin(c.position::pg_snapshot)
            AND NOT pg_visible_in_snapshot(l.txid, c.position::pg_snapshot)
            AND ((l.system = c.source_system AND l.entity_type = c.entity_type)
@@ -162,3 +180,21 @@ SELECT c.id AS config_id,
   FROM sync_configs c
   LEFT JOIN LATERAL (SELECT * FROM sync_runs r WHERE r.config_id = c.id ORDER BY r.started_at DESC, r.id DESC LIMIT 1) r
          ON true;
+
+-- pg_dump: the tables holding the user's setup and history are configuration tables, so
+-- a dump carries their rows (and their sequences' values) and a restore puts them back
+-- after CREATE EXTENSION. change_log is not: its transaction ids mean nothing in another
+-- database, and a config restored with a foreign position reconciles every row through
+-- its links instead (README "Backup and restore"). sync_instance is not either (see
+-- above): that is how a restore is told apart from the original.
+SELECT pg_catalog.pg_extension_config_dump('sync_endpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_endpoints_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_configs', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_configs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_links', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_runs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_conflicts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_errors', '');
+SELECT pg_catalog.pg_extension_config_dump('sync_errors_id_seq', '');

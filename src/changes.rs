@@ -1,7 +1,7 @@
 //! Snapshot-safe reading of `change_log` (PgQ's batching rule), shared by the engine,
 //! pull and the SQL face below. The arithmetic lives in `cursor`.
 
-use crate::cursor::{Snapshot, Window};
+use crate::cursor::{self, Snapshot, Start, Window};
 use crate::db;
 use crate::{ext_schema, fail};
 use pgrx::datum::TimestampWithTimeZone;
@@ -32,6 +32,45 @@ pub fn window(prev: Option<&str>, cur: &str) -> Window {
     };
     let prev = prev.map(parse);
     Window::new(prev, parse(cur))
+        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e.0))
+}
+
+/// Where a run of config `config_id` starts (see `cursor::start`): compares the
+/// sync_instance its `position` was taken in (`sync_configs.position_instance`) with
+/// this database's. Reads sync_configs and sync_instance; ERROR 55000 when
+/// sync_instance has lost its row, 22023 when a position of this database is malformed.
+pub fn run_start(config_id: i64, position: Option<&str>) -> Start {
+    let schema = ext_schema();
+    let (taken_in, here) = db::two::<String, String>(
+        &format!(
+            "SELECT c.position_instance::text, (SELECT i.id::text FROM {schema}.sync_instance i)
+               FROM {schema}.sync_configs c WHERE c.id = $1"
+        ),
+        &[config_id.into()],
+    )
+    .unwrap_or((None, None));
+    let here = here.unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            &format!(
+                "{schema}.sync_instance has no row: it identifies this database's change log and is made by CREATE EXTENSION; \
+                 put one back with INSERT INTO {schema}.sync_instance DEFAULT VALUES (every config then reconciles once)"
+            ),
+        )
+    });
+    cursor::start(position, taken_in.as_deref(), &here)
+        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e.0))
+}
+
+/// The window a run starting at `start` reads up to `cur`: after the position for
+/// `Start::After`, from the beginning otherwise. ERROR 22023 when `cur` does not
+/// follow the position.
+pub fn window_from(start: &Start, cur: Snapshot) -> Window {
+    let prev = match start {
+        Start::After(p) => Some(p.clone()),
+        Start::InitialLoad | Start::Reconcile => None,
+    };
+    Window::new(prev, cur)
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e.0))
 }
 

@@ -140,9 +140,90 @@ impl Window {
     }
 }
 
+/// Where a config's run starts, given its stored position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Never ran: every row of both tables takes part (the initial load).
+    InitialLoad,
+    /// The changes that became visible after this position, taken in this database.
+    After(Snapshot),
+    /// The position was taken in another database (the config came back from a dump):
+    /// its transaction ids say nothing here and the change records it points into are
+    /// not here, so every row of both tables takes part, through the existing links.
+    Reconcile,
+}
+
+/// Decide where a run starts.
+/// - `position`: the config's stored position (snapshot text), None if it never ran;
+/// - `taken_in`: the sync_instance id stored with it (None for a position stored
+///   without one, which only a hand-made row can have);
+/// - `here`: this database's sync_instance id.
+///
+/// Returns the start, or an error for a position of this database that does not parse.
+/// - A position from elsewhere is never parsed: it may even be "ahead" of this
+///   database's snapshots (another cluster with more transactions behind it), and a
+///   window built from it would skip every change until this cluster caught up.
+/// - A position without an instance is treated as foreign: reconciling costs a full
+///   comparison once, trusting it could lose changes.
+pub fn start(
+    position: Option<&str>,
+    taken_in: Option<&str>,
+    here: &str,
+) -> Result<Start, CursorError> {
+    match (position, taken_in) {
+        (None, _) => Ok(Start::InitialLoad),
+        (Some(p), Some(t)) if t.eq_ignore_ascii_case(here) => Snapshot::parse(p).map(Start::After),
+        (Some(_), _) => Ok(Start::Reconcile),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HERE: &str = "0b8e5a2c-3f43-4a7e-9b1e-6f1d2c3a4b5c";
+    const THERE: &str = "7d1c0f9e-aa10-4b2b-8c55-0e9f8a7b6c5d";
+
+    #[test]
+    fn a_position_taken_here_continues_after_it() {
+        assert_eq!(
+            start(Some("100:104:100,102"), Some(HERE), HERE),
+            Ok(Start::After(snap("100:104:100,102")))
+        );
+        // uuid text compares whatever its case
+        assert_eq!(
+            start(Some("5:5:"), Some(&HERE.to_uppercase()), HERE),
+            Ok(Start::After(snap("5:5:")))
+        );
+    }
+
+    #[test]
+    fn no_position_is_the_initial_load() {
+        assert_eq!(start(None, None, HERE), Ok(Start::InitialLoad));
+        assert_eq!(start(None, Some(THERE), HERE), Ok(Start::InitialLoad));
+    }
+
+    #[test]
+    fn a_position_from_another_database_reconciles() {
+        // restored into a fresh cluster: the old position is far ahead of this one's xids
+        assert_eq!(
+            start(Some("900000:900004:900001"), Some(THERE), HERE),
+            Ok(Start::Reconcile)
+        );
+        // never parsed: whatever it holds, it is not ours
+        assert_eq!(
+            start(Some("garbage"), Some(THERE), HERE),
+            Ok(Start::Reconcile)
+        );
+        // stored without an instance: not known to be ours
+        assert_eq!(start(Some("5:5:"), None, HERE), Ok(Start::Reconcile));
+    }
+
+    #[test]
+    fn a_broken_position_of_this_database_is_an_error() {
+        let e = start(Some("5:3:"), Some(HERE), HERE).unwrap_err();
+        assert!(e.0.contains("invalid sync position"), "{e}");
+    }
 
     fn snap(s: &str) -> Snapshot {
         Snapshot::parse(s).unwrap()

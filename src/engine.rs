@@ -6,6 +6,7 @@
 
 use crate::changes;
 use crate::config::{self, Config};
+use crate::cursor::Start;
 use crate::db::{self, spi_fail};
 use crate::endpoints::Endpoint;
 use crate::merge::{self, Conflict, Input, LinkAction, Plan, Row, Times, Write};
@@ -187,7 +188,16 @@ fn run_as_extension_owner(
     let schema = ext_schema();
     let started = std::time::Instant::now();
     let cur = changes::current_position();
-    let window = changes::window(cfg.position.as_deref(), &cur.to_string());
+    // a position taken in another database (a restored dump) is not read from: the run
+    // reconciles every row through the links, as an initial load does
+    let start = changes::run_start(config_id, cfg.position.as_deref());
+    let window = changes::window_from(&start, cur.clone());
+    if start == Start::Reconcile {
+        log!(
+            "sync_engine: config {config_id} (\"{}\"): its position was taken in another database (restored from a dump?); this run compares every row through the existing links",
+            cfg.name
+        );
+    }
     let run_id = match run_id {
         Some(id) => id,
         None => db::one::<i64>(
@@ -205,19 +215,16 @@ fn run_as_extension_owner(
         source_cols: cfg.mapping.source_columns(),
         stats: Stats::default(),
         linked_targets: HashSet::new(),
-        window_pred: cfg
-            .position
-            .is_some()
+        window_pred: matches!(start, Start::After(_))
             .then(|| changes::window_predicate(&window, "c")),
         raced: Default::default(),
         links_growth: std::cell::Cell::new((0.0, links_rows(&schema).unwrap_or(0.0))),
         timing: [0; 3],
         copy: [true, false].map(|to_target| copy_sql(&cfg, &schema, to_target)),
     };
-    let work_sql = if cfg.position.is_none() {
-        initial_work_sql(&cfg, &schema)
-    } else {
-        work_sql(&cfg, &schema, &window)
+    let work_sql = match start {
+        Start::After(_) => work_sql(&cfg, &schema, &window),
+        Start::InitialLoad | Start::Reconcile => initial_work_sql(&cfg, &schema),
     };
     // the work list hashes and sorts one row per changed entity: give it at least
     // 16 MB (a few of its nodes may each use that much, and keep it while the cursor
@@ -306,13 +313,13 @@ fn run_as_extension_owner(
     let result = json!({
         "run_id": run_id, "config_id": config_id, "synced": s.synced, "conflicts": s.conflicts,
         "errors": s.errors, "created": s.created, "updated": s.updated, "deleted": s.deleted,
-        "duration_ms": duration_ms,
+        "duration_ms": duration_ms, "reconciled": start == Start::Reconcile,
     });
     drop(tagged);
     db::run(
         &format!(
             "UPDATE {schema}.sync_configs SET position = $2, last_run_at = now(), next_run_at = now() + sync_interval,
-                    consecutive_failures = 0
+                    consecutive_failures = 0, position_instance = (SELECT i.id FROM {schema}.sync_instance i)
               WHERE id = $1"
         ),
         &[config_id.into(), cur.to_string().into()],
@@ -335,7 +342,9 @@ fn key_text(e: &Endpoint, alias: &str) -> String {
     )
 }
 
-/// First run: every row of both tables takes part (plus links whose rows are gone).
+/// First run, or a reconcile (a position from another database): every row of both
+/// tables takes part (plus links whose rows are gone), a linked pair with its link, so
+/// the merge compares both sides with the base.
 fn initial_work_sql(cfg: &Config, schema: &str) -> String {
     let (s, t) = (&cfg.source, &cfg.target);
     format!(

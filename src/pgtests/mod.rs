@@ -3,6 +3,7 @@
 mod args;
 mod capture;
 pub mod concurrent;
+mod dump;
 pub mod engine;
 mod security;
 pub mod util;
