@@ -279,6 +279,16 @@ unsafe extern "C-unwind" fn scheduler_exit_callback(_code: i32, _arg: pg_sys::Da
         s.latch = 0;
     });
     MY_SLOT.store(usize::MAX, Ordering::SeqCst);
+    // a launcher that adopted this scheduler (it has no handle to be notified through)
+    // learns of the exit now rather than at its next look
+    wake_launcher();
+}
+
+fn wake_launcher() {
+    let latch = REGISTRY.share().launcher_latch;
+    if latch != 0 {
+        unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    }
 }
 
 // --- SQL -------------------------------------------------------------------------------
@@ -314,7 +324,11 @@ fn sync_worker_states() -> TableIterator<
     } else {
         vec![]
     };
-    let ts = |t: i64| (t != 0).then(|| TimestampWithTimeZone::try_from(t).ok()).flatten();
+    let ts = |t: i64| {
+        (t != 0)
+            .then(|| TimestampWithTimeZone::try_from(t).ok())
+            .flatten()
+    };
     let text = |b: &[u8]| Some(get_text(b)).filter(|t| !t.is_empty());
     let mut rows: Vec<_> = slots
         .iter()
@@ -356,16 +370,13 @@ fn sync_wake_launcher() {
         std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
     };
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
-        let latch = {
+        {
             let mut r = REGISTRY.exclusive();
             if let Some(i) = find_or_add(&mut r, dboid.to_u32(), &name) {
                 r.slots[i].pokes = r.slots[i].pokes.wrapping_add(1);
             }
-            r.launcher_latch
-        };
-        if latch != 0 {
-            unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
         }
+        wake_launcher();
     });
 }
 
@@ -398,7 +409,10 @@ fn list_databases() -> Vec<Database> {
                 break;
             }
             let d = &*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tup);
-            if !d.datallowconn || d.datistemplate || d.datconnlimit == pg_sys::DATCONNLIMIT_INVALID_DB {
+            if !d.datallowconn
+                || d.datistemplate
+                || d.datconnlimit == pg_sys::DATCONNLIMIT_INVALID_DB
+            {
                 continue;
             }
             let name = std::ffi::CStr::from_ptr(d.datname.data.as_ptr())
@@ -453,15 +467,16 @@ impl Local {
 /// Register a dynamic scheduler for `db`. Returns its handle, or None when no worker
 /// slot is free.
 fn spawn_scheduler(db: &Database) -> Option<*mut pg_sys::BackgroundWorkerHandle> {
-    let builder = BackgroundWorkerBuilder::new(&format!("{} {}", crate::worker::WORKER_NAME, db.name))
-        .set_type(crate::worker::WORKER_NAME)
-        .set_function("sync_engine_scheduler_main")
-        .set_library("sync_engine")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(None) // the launcher restarts it
-        .set_argument(Some(pg_sys::Datum::from(db.oid)))
-        .set_notify_pid(unsafe { pg_sys::MyProcPid });
+    let builder =
+        BackgroundWorkerBuilder::new(&format!("{} {}", crate::worker::WORKER_NAME, db.name))
+            .set_type(crate::worker::WORKER_NAME)
+            .set_function("sync_engine_scheduler_main")
+            .set_library("sync_engine")
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(None) // the launcher restarts it
+            .set_argument(Some(pg_sys::Datum::from(db.oid)))
+            .set_notify_pid(unsafe { pg_sys::MyProcPid });
     let mut bgw: pg_sys::BackgroundWorker = (&builder).into();
     let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
     let ok = unsafe {
@@ -505,9 +520,12 @@ pub extern "C-unwind" fn sync_engine_launcher_main(_arg: pg_sys::Datum) {
                     guc::string(&guc::DATABASES).as_deref(),
                     guc::string(&guc::DATABASE).as_deref(),
                 );
-                let served: Vec<Database> = all.into_iter().filter(|d| filter.admits(&d.name)).collect();
+                let served: Vec<Database> =
+                    all.into_iter().filter(|d| filter.admits(&d.name)).collect();
                 let now_ms = clock.elapsed().as_millis() as u64;
-                if let Some(next) = reconcile(&mut locals, &served, now_ms, naptime_ms, &mut warned_full) {
+                if let Some(next) =
+                    reconcile(&mut locals, &served, now_ms, naptime_ms, &mut warned_full)
+                {
                     wake_ms = wake_ms.min(next.saturating_sub(now_ms).max(50));
                 }
             }
@@ -570,7 +588,10 @@ fn reconcile(
             if state == SchedulerState::Starting {
                 set_slot(db.oid, |s| {
                     s.state = SchedulerState::Stopped as u8;
-                    put_text(&mut s.last_exit, "ended before it could start (see the server log)");
+                    put_text(
+                        &mut s.last_exit,
+                        "ended before it could start (see the server log)",
+                    );
                 });
             }
             local.plan.ended(exit, now_ms);

@@ -3,5 +3,9 @@
 mod capture;
 pub mod concurrent;
 pub mod engine;
+#[cfg(test)]
+mod launcher;
+#[cfg(test)]
+pub mod throwaway;
 pub mod util;
 mod worker;
