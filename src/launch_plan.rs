@@ -131,11 +131,11 @@ impl Track {
         self.failed_starts = 0;
     }
 
-    /// No worker slot was free at `now_ms`: try again after `retry_ms`. Returns true
-    /// for the first failure in a row (the one to warn about).
-    pub fn start_failed(&mut self, now_ms: u64, retry_ms: u64) -> bool {
+    /// No worker slot was free: the next look tries again (the launcher looks every
+    /// naptime, and whenever a worker exits). Returns true for the first failure in a
+    /// row (the one to warn about).
+    pub fn start_failed(&mut self) -> bool {
         self.failed_starts += 1;
-        self.not_before_ms = now_ms + retry_ms;
         self.failed_starts == 1
     }
 
@@ -255,14 +255,14 @@ mod tests {
     }
 
     #[test]
-    fn a_full_worker_table_warns_once_and_retries_each_naptime() {
+    fn a_full_worker_table_warns_once_and_retries_at_each_look() {
         let mut t = Track::default();
-        assert!(t.start_failed(0, 10_000));
-        assert!(!t.start_failed(10_000, 10_000));
-        assert_eq!(t.decide(false, 0, 15_000), Decision::StartAt(20_000));
+        assert!(t.start_failed());
+        assert!(!t.start_failed());
+        assert_eq!(t.decide(false, 0, 15_000), Decision::StartNow);
         t.started(0, 20_000);
         assert_eq!(t.failed_starts, 0);
-        assert!(t.start_failed(30_000, 10_000), "a new episode warns again");
+        assert!(t.start_failed(), "a new episode warns again");
     }
 
     #[test]

@@ -619,7 +619,7 @@ fn reconcile(
                 }
                 None => {
                     let msg = format!(
-                        "no background worker slot is free for the scheduler of database \"{}\" (max_worker_processes = {}); retrying every {} s",
+                        "no background worker slot is free for the scheduler of database \"{}\" (max_worker_processes = {}); retrying every {} s and whenever a scheduler exits",
                         db.name,
                         unsafe { pg_sys::max_worker_processes },
                         naptime_ms / 1000
@@ -630,7 +630,7 @@ fn reconcile(
                         put_text(&mut s.last_error, &msg);
                         s.last_error_at = now_tz();
                     });
-                    if local.plan.start_failed(now_ms, naptime_ms) {
+                    if local.plan.start_failed() {
                         warning!("{LAUNCHER_NAME}: {msg}");
                     }
                 }

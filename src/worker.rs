@@ -93,9 +93,11 @@ pub extern "C-unwind" fn sync_engine_scheduler_main(arg: pg_sys::Datum) {
     if !launcher::scheduler_attach() {
         return; // the launcher no longer serves this database
     }
-    let db = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_database_name(dboid)) }
-        .to_string_lossy()
-        .into_owned();
+    // a catalog lookup: needs a transaction (and its resource owner)
+    let db = in_txn(|| crate::db::one::<String>("SELECT current_database()::text", &[]))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let mut recovered = false;
     let mut last_prune: Option<Instant> = None;
     let mut announced = false;

@@ -62,10 +62,15 @@ fn schedulers_follow_databases_restart_when_terminated_and_wait_for_a_free_slot(
     let t = Throwaway::start(
         "/var/tmp/se_launcher_test",
         56100,
-        "-c sync_engine.naptime=1 -c sync_engine.launcher_naptime=3600 \
-         -c max_worker_processes=3 -c max_logical_replication_workers=0 \
-         -c max_parallel_workers_per_gather=0",
+        "-c sync_engine.naptime=1 -c max_worker_processes=3 \
+         -c max_logical_replication_workers=0 -c max_parallel_workers_per_gather=0",
     );
+    // (in postgresql.auto.conf: a server option would override the later ALTER SYSTEM)
+    t.exec(
+        "postgres",
+        "ALTER SYSTEM SET sync_engine.launcher_naptime = 3600",
+    );
+    t.exec("postgres", "SELECT pg_reload_conf()");
 
     // two databases with the extension, each with a 1-second config: both sync
     database_with_config(&t, "app1");
@@ -149,8 +154,9 @@ fn schedulers_follow_databases_restart_when_terminated_and_wait_for_a_free_slot(
     );
     t.exec(
         "postgres",
-        "ALTER SYSTEM SET sync_engine.launcher_naptime = 1; SELECT pg_reload_conf();",
+        "ALTER SYSTEM SET sync_engine.launcher_naptime = 1",
     );
+    t.exec("postgres", "SELECT pg_reload_conf()");
     assert_eq!(
         t.wait(
             "app1",

@@ -113,7 +113,7 @@ impl Throwaway {
     pub fn exec(&self, db: &str, sql: &str) {
         self.connect(db)
             .batch_execute(sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
     }
 
     /// The single value of `sql` in `db`, as text ("" for NULL).
@@ -148,9 +148,17 @@ impl Throwaway {
 /// The single value of `sql`, as text ("" for NULL).
 pub fn value(c: &mut postgres::Client, sql: &str) -> String {
     c.query_one(&format!("SELECT ({sql})::text"), &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
         .get::<_, Option<String>>(0)
         .unwrap_or_default()
+}
+
+/// An error with the server's message, if it sent one.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    }
 }
 
 impl Drop for Throwaway {
