@@ -150,6 +150,21 @@ CREATE TABLE sync_errors (
 );
 CREATE INDEX sync_errors_open_idx ON sync_errors (config_id) WHERE NOT resolved;
 
+-- The background workers of the whole cluster, from the launcher's shared memory: one
+-- row per database it tracks (none unless sync_engine is in shared_preload_libraries).
+-- The Rust functions are declared here so the views below can use them.
+CREATE FUNCTION sync_worker_states(
+    OUT datid oid, OUT datname text, OUT state text, OUT pid int, OUT started_at timestamptz,
+    OUT last_tick timestamptz, OUT last_error text, OUT last_error_at timestamptz,
+    OUT last_exit text, OUT starts bigint, OUT start_failures bigint)
+RETURNS SETOF record VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sync_worker_states_wrapper';
+CREATE VIEW sync_workers AS SELECT * FROM sync_worker_states();
+
+-- Once the CREATE EXTENSION commits, the launcher starts this database's scheduler.
+CREATE FUNCTION sync_wake_launcher() RETURNS void
+VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sync_wake_launcher_wrapper';
+SELECT sync_wake_launcher();
+
 -- For analysts and DBAs: one row per config with its last run, lag and open work.
 CREATE VIEW sync_status AS
 SELECT c.id AS config_id,
@@ -176,7 +191,10 @@ SELECT c.id AS config_id,
        (SELECT count(*) FROM sync_errors e WHERE e.config_id = c.id AND NOT e.resolved) AS open_errors,
        (SELECT count(*) FROM sync_runs f
          WHERE f.config_id = c.id AND f.status IN ('failed', 'partial') AND f.started_at > now() - interval '1 day')
-         AS failed_runs_last_day
+         AS failed_runs_last_day,
+       (SELECT w.pid FROM sync_worker_states() w
+         WHERE w.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND w.state = 'running') AS scheduler_pid
   FROM sync_configs c
   LEFT JOIN LATERAL (SELECT * FROM sync_runs r WHERE r.config_id = c.id ORDER BY r.started_at DESC, r.id DESC LIMIT 1) r
          ON true;

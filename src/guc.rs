@@ -3,9 +3,14 @@
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 
-/// Database the background worker works in (like pg_cron's cron.database_name).
-pub static DATABASE: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// The one database to serve (the older setting, like pg_cron's cron.database_name);
+/// `DATABASES` wins when it names any. Unset: every database with the extension.
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// Comma-separated databases the launcher starts schedulers in. Unset or empty:
+/// `DATABASE` if set, else every database that has the extension.
+pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// Seconds between the launcher's looks at pg_database (new databases, ended schedulers).
+pub static LAUNCHER_NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Seconds the worker sleeps between looks at the configs.
 pub static NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(5);
 /// Master switch for the worker's scheduled runs.
@@ -26,13 +31,31 @@ pub fn init() {
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         GucRegistry::define_string_guc(
             c"sync_engine.database",
-            c"Database in which the sync_engine background worker runs configs.",
-            c"The worker waits until the extension exists there.",
+            c"The one database in which a sync_engine scheduler runs configs.",
+            c"Ignored when sync_engine.databases names any. Unset: every database that has the extension.",
             &DATABASE,
             GucContext::Postmaster,
             GucFlags::default(),
         );
     }
+    GucRegistry::define_string_guc(
+        c"sync_engine.databases",
+        c"Comma-separated databases in which sync_engine schedulers run configs.",
+        c"Empty: sync_engine.database if set, else every database that has the extension.",
+        &DATABASES,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sync_engine.launcher_naptime",
+        c"Seconds between the launcher's looks for databases and ended schedulers.",
+        c"CREATE EXTENSION and a scheduler's exit wake it at once.",
+        &LAUNCHER_NAPTIME,
+        1,
+        3600,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
     GucRegistry::define_int_guc(
         c"sync_engine.naptime",
         c"Seconds between the worker's looks at due configs.",
@@ -91,4 +114,9 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+}
+
+/// The value of a string setting, None when unset.
+pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().map(|c| c.to_string_lossy().into_owned())
 }

@@ -18,6 +18,8 @@ pub mod endpoints;
 pub mod engine;
 pub mod guc;
 pub mod jsonb;
+pub mod launch_plan;
+pub mod launcher;
 pub mod mapping;
 pub mod merge;
 pub mod origin;

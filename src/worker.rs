@@ -1,13 +1,20 @@
-//! The scheduler: a background worker (when the library is in
-//! shared_preload_libraries) that runs every enabled config whose interval has
-//! elapsed, records failures with back-off, and prunes change_log and sync_runs.
+//! The scheduler: a background worker per database, started by the launcher
+//! (`crate::launcher`, when the library is in shared_preload_libraries), that runs every
+//! enabled config whose interval has elapsed, records failures with back-off, and
+//! prunes change_log and sync_runs.
 //!
 //! Each step is its own short transaction: the intent row of a run, the run itself
 //! (everything of it commits together), the failure record. A run that dies leaves its
 //! intent row 'running'; the worker marks such rows failed when it (re)starts.
+//!
+//! It exits (and tells the launcher why, in shared memory) when the extension is not
+//! installed in its database or was dropped, on SIGTERM (after the run in progress),
+//! and when the launcher no longer serves its database. The launcher starts it again
+//! unless the extension is missing.
 
 use crate::engine::{self, LOCK_CLASS};
 use crate::guc;
+use crate::launcher::{self, SchedulerState, Tick};
 use crate::subxact::{describe, SubxactError};
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
@@ -19,22 +26,16 @@ use std::time::{Duration, Instant};
 pub const WORKER_NAME: &str = "sync_engine scheduler";
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
+/// From `_PG_init`: the shared registry and the launcher, when preloading.
 pub fn register() {
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
     }
-    BackgroundWorkerBuilder::new(WORKER_NAME)
-        .set_type(WORKER_NAME)
-        .set_function("sync_engine_worker_main")
-        .set_library("sync_engine")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(Some(Duration::from_secs(5)))
-        .load();
+    launcher::register();
 }
 
 /// Run `f` in a transaction of its own; an ERROR aborts it and is returned.
-fn in_txn<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
+pub(crate) fn in_txn<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -57,44 +58,66 @@ fn in_txn<R>(f: impl FnOnce() -> R) -> Result<R, SubxactError> {
 }
 
 fn report(what: &str, e: &SubxactError) {
-    warning!(
-        "sync_engine scheduler: {what}: {} ({})",
-        e.message,
-        e.sqlstate
-    );
+    let msg = format!("{what}: {} ({})", e.message, e.sqlstate);
+    warning!("{WORKER_NAME}: {msg}");
+    launcher::scheduler_error(&msg);
 }
 
-/// Set once SIGTERM has arrived. pgrx's own flag is reset by every look at it, so a
-/// look between two runs would otherwise swallow the signal and the worker would keep
-/// going (and block a fast shutdown).
+/// Set once SIGTERM has arrived (pg_terminate_backend, DROP DATABASE ... WITH (FORCE),
+/// a fast shutdown).
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
-fn stopping() -> bool {
-    if BackgroundWorker::sigterm_received() {
-        STOPPING.store(true, Ordering::SeqCst);
-    }
+/// Whether SIGTERM has arrived.
+pub fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst)
 }
 
+/// SIGTERM: note it, then PostgreSQL's own `die`, so the next CHECK_FOR_INTERRUPTS
+/// (inside a run too: a slow trigger, a long statement) ends the process with FATAL.
+/// The run in progress is rolled back whole; its 'running' row is closed by the next
+/// scheduler, whose next run redoes the work. A fast shutdown then takes no longer
+/// than the statement in progress needs to notice.
+unsafe extern "C-unwind" fn on_sigterm(signal: std::ffi::c_int) {
+    STOPPING.store(true, Ordering::SeqCst);
+    unsafe { pg_sys::die(signal) };
+}
+
+/// The scheduler of one database; `arg` is the database's oid (set by the launcher).
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn sync_engine_worker_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let db = guc::DATABASE
-        .get()
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "postgres".to_string());
-    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
-    log!("{WORKER_NAME} started in database \"{db}\"");
+pub extern "C-unwind" fn sync_engine_scheduler_main(arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
+    unsafe { pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm)) };
+    let dboid = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(dboid), None);
+    if !launcher::scheduler_attach() {
+        return; // the launcher no longer serves this database
+    }
+    // a catalog lookup: needs a transaction (and its resource owner)
+    let db = in_txn(|| crate::db::one::<String>("SELECT current_database()::text", &[]))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let mut recovered = false;
     let mut last_prune: Option<Instant> = None;
-    loop {
+    let mut announced = false;
+    let (state, why) = loop {
+        if launcher::scheduler_tick() == Tick::StopRequested {
+            break (
+                SchedulerState::Stopped,
+                "stopped by the launcher: the database is no longer served (sync_engine.databases)",
+            );
+        }
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        if guc::ENABLED.get() {
-            match in_txn(|| crate::db::one::<String>(EXT_SCHEMA_SQL, &[])) {
-                Ok(Some(schema)) => {
+        match in_txn(|| crate::db::one::<String>(EXT_SCHEMA_SQL, &[])) {
+            Ok(Some(schema)) => {
+                if !announced {
+                    log!("{WORKER_NAME} started in database \"{db}\"");
+                    announced = true;
+                }
+                if guc::ENABLED.get() {
                     let schema = crate::capture::quote_ident(&schema);
                     if !recovered {
                         recovered = mark_dead_runs(&schema);
@@ -106,19 +129,27 @@ pub extern "C-unwind" fn sync_engine_worker_main(_arg: pg_sys::Datum) {
                         last_prune = Some(Instant::now());
                     }
                 }
-                Ok(None) => {} // extension not created (yet) in this database
-                Err(e) => report("looking for the extension", &e),
             }
+            Ok(None) => {
+                break (
+                    SchedulerState::NoExtension,
+                    "sync_engine is not installed in the database (CREATE EXTENSION starts a scheduler)",
+                )
+            }
+            Err(e) => report("looking for the extension", &e),
         }
         if stopping() {
-            break;
+            break (SchedulerState::Stopped, "terminated (SIGTERM)");
         }
         let nap = Duration::from_secs(guc::NAPTIME.get().max(1) as u64);
         if !BackgroundWorker::wait_latch(Some(nap)) || stopping() {
-            break;
+            break (SchedulerState::Stopped, "terminated (SIGTERM)");
         }
+    };
+    launcher::scheduler_exiting(state, why);
+    if announced {
+        log!("{WORKER_NAME} in database \"{db}\" exiting: {why}");
     }
-    log!("{WORKER_NAME} exiting");
 }
 
 const EXT_SCHEMA_SQL: &str = "SELECT n.nspname::text FROM pg_extension e \

@@ -5,6 +5,10 @@ mod capture;
 pub mod concurrent;
 mod dump;
 pub mod engine;
+#[cfg(test)]
+mod launcher;
 mod security;
+#[cfg(test)]
+pub mod throwaway;
 pub mod util;
 mod worker;

@@ -221,121 +221,24 @@ mod tests {
 /// on a throwaway cluster of its own (not the shared pgrx test cluster).
 #[cfg(test)]
 mod crash {
+    use crate::pgtests::throwaway::Throwaway;
     use std::process::Command;
     use std::time::{Duration, Instant};
 
     const DIR: &str = "/var/tmp/sync_engine_crash_test";
     const PORT: u16 = 55499;
-    const BIN: &str = "/usr/lib/postgresql/15/bin";
-
-    fn as_postgres(args: &[&str]) -> std::process::Output {
-        Command::new("sudo")
-            .args(["-u", "postgres"])
-            .args(args)
-            .current_dir("/")
-            .output()
-            .expect("sudo")
-    }
-
-    fn connect() -> Option<postgres::Client> {
-        postgres::Config::new()
-            .host("127.0.0.1")
-            .port(PORT)
-            .user("postgres")
-            .dbname("postgres")
-            .connect(postgres::NoTls)
-            .ok()
-    }
-
-    fn value(c: &mut postgres::Client, sql: &str) -> String {
-        c.query_one(&format!("SELECT ({sql})::text"), &[])
-            .unwrap()
-            .get::<_, Option<String>>(0)
-            .unwrap_or_default()
-    }
-
-    /// Reconnect and poll until `sql` gives `want` (or 60 s pass).
-    fn wait(sql: &str, want: &str) -> String {
-        let start = Instant::now();
-        loop {
-            // the server may be resetting: a failed connection or query is "not yet"
-            let got = connect()
-                .and_then(|mut c| c.query_one(&format!("SELECT ({sql})::text"), &[]).ok())
-                .and_then(|r| r.get::<_, Option<String>>(0))
-                .unwrap_or_default();
-            if got == want || start.elapsed() > Duration::from_secs(60) {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    struct Cluster;
-    impl Drop for Cluster {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                let log = std::fs::read_to_string(format!("{DIR}/log")).unwrap_or_default();
-                eprintln!("crash-test cluster log:\n{log}");
-            }
-            wipe();
-        }
-    }
-
-    /// Stop the crash-test cluster if it runs and remove its directory.
-    fn wipe() {
-        as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            DIR,
-            "-m",
-            "immediate",
-            "stop",
-        ]);
-        if std::path::Path::new(DIR).exists() {
-            std::fs::remove_dir_all(DIR).expect("remove the crash-test cluster");
-        }
-    }
 
     #[test]
     fn the_worker_reloads_on_sighup_and_a_killed_worker_restarts_with_no_run_half_done() {
         super::super::concurrent::cluster(); // the extension is installed by the framework
-        wipe(); // a cluster left over by an interrupted earlier run
-        let out = as_postgres(&[
-            &format!("{BIN}/initdb"),
-            "-D",
+        let cluster = Throwaway::start(
             DIR,
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-        ]);
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+            PORT,
+            "-c sync_engine.database=postgres -c sync_engine.naptime=1",
         );
-        let _guard = Cluster;
-        let opts = format!(
-            "-p {PORT} -k {DIR} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=sync_engine \
-             -c sync_engine.database=postgres -c sync_engine.naptime=1"
-        );
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            DIR,
-            "-w",
-            "-l",
-            &format!("{DIR}/log"),
-            "-o",
-            &opts,
-            "start",
-        ]);
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-
+        let connect = || cluster.try_connect("postgres");
+        let wait = |sql: &str, want: &str| cluster.wait("postgres", sql, want, 60);
+        let value = crate::pgtests::throwaway::value;
         let mut c = connect().expect("connect to the crash-test cluster");
         c.batch_execute(
             "CREATE EXTENSION sync_engine;
@@ -409,9 +312,9 @@ mod crash {
             "and keeps syncing"
         );
 
-        // a fast shutdown while the worker is busy with due configs: it finishes the
-        // run in progress and exits (it used to lose the SIGTERM between two runs and
-        // keep going, so the shutdown never completed)
+        // a fast shutdown while the worker is busy with due configs: it stops (it used
+        // to lose the SIGTERM between two runs and keep going, so the shutdown never
+        // completed; the launcher's tests check the run in progress is rolled back)
         c.batch_execute(
             "CREATE TABLE c (id serial PRIMARY KEY, v text);
              CREATE TABLE d (id serial PRIMARY KEY, v text);
@@ -431,22 +334,8 @@ mod crash {
             "a run is in progress"
         );
         let started = Instant::now();
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            DIR,
-            "-m",
-            "fast",
-            "-w",
-            "-t",
-            "60",
-            "stop",
-        ]);
-        assert!(
-            out.status.success(),
-            "the server stops: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (stopped, _) = cluster.stop("fast");
+        assert!(stopped, "the server stops");
         assert!(started.elapsed() < Duration::from_secs(60));
     }
 }
