@@ -464,9 +464,12 @@ impl Local {
     }
 }
 
-/// Register a dynamic scheduler for `db`. Returns its handle, or None when no worker
-/// slot is free.
+/// Mark `db`'s slot 'starting' and register a dynamic scheduler for it. Returns its
+/// handle, or None when no worker slot is free.
+/// - the mark comes first: the scheduler may set its own 'running' before the
+///   registration returns, and must not be overwritten
 fn spawn_scheduler(db: &Database) -> Option<*mut pg_sys::BackgroundWorkerHandle> {
+    set_slot(db.oid, |s| s.state = SchedulerState::Starting as u8);
     let builder =
         BackgroundWorkerBuilder::new(&format!("{} {}", crate::worker::WORKER_NAME, db.name))
             .set_type(crate::worker::WORKER_NAME)
@@ -606,10 +609,7 @@ fn reconcile(
                     local.handle = h;
                     let failed_before = local.plan.failed_starts;
                     local.plan.started(pokes, now_ms);
-                    set_slot(db.oid, |s| {
-                        s.state = SchedulerState::Starting as u8;
-                        s.starts += 1;
-                    });
+                    set_slot(db.oid, |s| s.starts += 1);
                     if failed_before > 0 {
                         log!(
                             "{LAUNCHER_NAME}: started the scheduler of database \"{}\" after {failed_before} attempts found no free worker slot",
