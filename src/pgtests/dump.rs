@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod tests {
     use crate::pgtests::concurrent::cluster;
+    use crate::pgtests::throwaway::Throwaway;
     use std::process::Command;
 
     const BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -309,41 +310,6 @@ mod tests {
         let _ = std::fs::remove_file(file);
     }
 
-    fn as_postgres(args: &[&str]) -> std::process::Output {
-        Command::new("sudo")
-            .args(["-u", "postgres"])
-            .args(args)
-            .current_dir("/")
-            .output()
-            .expect("sudo")
-    }
-
-    /// Stop the throwaway cluster if it runs and remove its directory.
-    fn wipe_other() {
-        as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            OTHER_DIR,
-            "-m",
-            "immediate",
-            "stop",
-        ]);
-        if std::path::Path::new(OTHER_DIR).exists() {
-            std::fs::remove_dir_all(OTHER_DIR).expect("remove the throwaway cluster");
-        }
-    }
-
-    struct Other;
-    impl Drop for Other {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                let log = std::fs::read_to_string(format!("{OTHER_DIR}/log")).unwrap_or_default();
-                eprintln!("throwaway cluster log:\n{log}");
-            }
-            wipe_other();
-        }
-    }
-
     #[test]
     fn a_dump_restored_into_another_cluster_keeps_the_setup_and_reconciles_once() {
         cluster(); // the extension is installed by the framework
@@ -352,39 +318,8 @@ mod tests {
         make_dumped_source(port, "se_dump_src2", file, 3000);
         drop_db(port, "se_dump_src2");
 
-        wipe_other();
-        let out = as_postgres(&[
-            &format!("{BIN}/initdb"),
-            "-D",
-            OTHER_DIR,
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-        ]);
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _guard = Other;
-        let opts = format!("-p {OTHER_PORT} -k {OTHER_DIR} -c listen_addresses=127.0.0.1");
-        let out = as_postgres(&[
-            &format!("{BIN}/pg_ctl"),
-            "-D",
-            OTHER_DIR,
-            "-w",
-            "-l",
-            &format!("{OTHER_DIR}/log"),
-            "-o",
-            &opts,
-            "start",
-        ]);
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // scheduled runs off: only the test's own runs touch the restored configs
+        let _other = Throwaway::start(OTHER_DIR, OTHER_PORT, "-c sync_engine.enabled=off");
         let old_position = restore_and_check(file, OTHER_PORT, "se_dump_dst2");
         // another system: its transaction ids lag behind the old position's, which a
         // window could not be built from ("does not follow")
