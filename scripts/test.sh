@@ -70,8 +70,7 @@ restore_installed() {
         local dest=$EXTDIR
         [[ $f == *.so ]] && dest=$PKGLIBDIR
         # a new file renamed into place: a backend that has the old one mapped keeps it
-        as_root install -m 0644 -- "$f" "$dest/.$(basename "$f").restore" &&
-            as_root touch -r "$f" -- "$dest/.$(basename "$f").restore" &&
+        as_root cp -p -- "$f" "$dest/.$(basename "$f").restore" &&
             as_root mv -f -- "$dest/.$(basename "$f").restore" "$dest/$(basename "$f")" ||
             { warn "could not put back $dest/$(basename "$f") (a copy stays in $saved_dir)"; return 1; }
         n=$((n + 1))

@@ -1,7 +1,7 @@
 //! sync_engine: bidirectional, conflict-aware data sync inside PostgreSQL.
 //!
 //! Functional core (plain Rust, unit-tested without Postgres): `cursor`, `rowjson`,
-//! `mapping`, `merge`. Imperative shell (SPI, triggers): `capture`, `endpoints`,
+//! `mapping`, `merge`, `args` (the public functions' NULL and name checks). Imperative shell (SPI, triggers): `capture`, `endpoints`,
 //! `changes`, `engine`, `conflicts`.
 
 use pgrx::prelude::*;
