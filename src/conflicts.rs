@@ -100,7 +100,7 @@ fn sync_resolve_conflict(
         ));
     }
     let caller = security::current_user();
-    let caller_name = db::one::<String>("SELECT current_user::text", &[]).unwrap_or_default();
+    let caller_name = security::role_name(caller);
     security::as_extension_owner(|| resolve(caller, &caller_name, conflict_id, choice, merged))
 }
 

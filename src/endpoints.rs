@@ -411,12 +411,10 @@ fn unregister_table(caller: pg_sys::Oid, system: &str, entity_type: &str) {
             ),
         );
     }
-    if let Some(relname) = &relname {
+    if let Some(relname) = relname {
         let relid = db::one::<pg_sys::Oid>("SELECT $1::regclass::oid", &[relname.as_str().into()])
             .unwrap_or(pg_sys::Oid::INVALID);
-        security::require_table_owner(caller, relid, relname, "unregister it");
-    }
-    if let Some(relname) = relname {
+        security::require_table_owner(caller, relid, &relname, "unregister it");
         for t in [TRIGGER_NAME, TRUNCATE_TRIGGER_NAME] {
             db::run(
                 &format!("DROP TRIGGER IF EXISTS {} ON {relname}", quote_ident(t)),

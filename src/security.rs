@@ -103,7 +103,8 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     switch_to(owner, 0, f)
 }
 
-fn role_name(role: pg_sys::Oid) -> String {
+/// A role's name (its OID as text if it no longer exists).
+pub fn role_name(role: pg_sys::Oid) -> String {
     db::one::<String>(
         "SELECT COALESCE((SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $1), $1::text)",
         &[role.into()],

@@ -8,7 +8,8 @@
 //! intent row 'running'; the worker marks such rows failed when it (re)starts.
 //!
 //! It exits (and tells the launcher why, in shared memory) when the extension is not
-//! installed in its database or was dropped, on SIGTERM (after the run in progress),
+//! installed in its database or was dropped, on SIGTERM (cancelling the run in
+//! progress, which is rolled back whole and redone by the next run),
 //! and when the launcher no longer serves its database. The launcher starts it again
 //! unless the extension is missing.
 
