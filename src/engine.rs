@@ -31,6 +31,9 @@ pub struct Stats {
     pub created: i64,
     pub updated: i64,
     pub deleted: i64,
+    /// pairs brought up to date by the one-statement column copy (`copy_across`), not
+    /// the merge; part of `synced`/`updated`
+    pub copied: i64,
     /// targets linked by this run (creates, matches), so later batches skip them
     pub new_targets: Vec<String>,
 }
@@ -313,7 +316,7 @@ fn run_as_extension_owner(
     let result = json!({
         "run_id": run_id, "config_id": config_id, "synced": s.synced, "conflicts": s.conflicts,
         "errors": s.errors, "created": s.created, "updated": s.updated, "deleted": s.deleted,
-        "duration_ms": duration_ms, "reconciled": start == Start::Reconcile,
+        "copied": s.copied, "duration_ms": duration_ms, "reconciled": start == Start::Reconcile,
     });
     drop(tagged);
     db::run(
@@ -1174,6 +1177,7 @@ impl<'a> Run<'a> {
         let n = done_s.len() as i64;
         self.stats.synced += n;
         self.stats.updated += n;
+        self.stats.copied += n;
         if n > 0 {
             self.resolve_errors(done_s, done_t);
         }

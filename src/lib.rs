@@ -93,6 +93,7 @@ pub mod pg_test {
             "cron.database_name = 'pgrx_tests'",
             "cron.use_background_workers = on",
             "max_worker_processes = 16",
+            "max_prepared_transactions = 8",
             "sync_engine.database = 'pgrx_tests'",
             "sync_engine.naptime = 1",
         ]

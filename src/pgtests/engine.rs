@@ -44,6 +44,36 @@ pub mod tests {
                 .parse::<Value>()
                 .unwrap()
         }
+        /// This connection's backend pid.
+        pub fn pid(&mut self) -> i32 {
+            self.0
+                .query_one("SELECT pg_backend_pid()", &[])
+                .unwrap()
+                .get(0)
+        }
+        /// Wait (up to 30 s) until backend `pid` waits for a heavyweight lock (a row or
+        /// transaction lock another session holds), as pg_stat_activity shows it.
+        pub fn wait_until_blocked(&mut self, pid: i32) {
+            let start = std::time::Instant::now();
+            loop {
+                let blocked: bool = self
+                    .0
+                    .query_one(
+                        "SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                        &[&pid],
+                    )
+                    .unwrap()
+                    .get(0);
+                if blocked {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(30),
+                    "backend {pid} never waited for a lock"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         pub fn err(&mut self, sql: &str) -> String {
             match self.0.batch_execute(sql) {
                 Ok(_) => panic!("expected an error from {sql}"),
@@ -119,6 +149,7 @@ pub mod tests {
         db.exec("UPDATE e_basic.crm SET phone = '555-2' WHERE id = 1");
         let r = db.sync(c);
         assert_eq!(r["conflicts"], 0, "{r}");
+        assert_eq!(r["copied"], 0, "left to the merge: {r}");
         assert_eq!(
             db.json("SELECT full_name, phone, email FROM e_basic.crm WHERE id = 1"),
             json!({"full_name": "Ada King", "phone": "555-2", "email": "Ada@Example.COM"}),
@@ -263,6 +294,7 @@ pub mod tests {
         );
         let r = db.sync(c);
         assert_eq!(r["conflicts"], 1, "{r}");
+        assert_eq!(r["copied"], 0, "left to the merge: {r}");
         assert_eq!(
             db.json("SELECT phone, email FROM e_hot.crm WHERE id = 1"),
             json!({"phone": "555-S100", "email": "ann@hub.io"})
@@ -824,12 +856,13 @@ pub mod tests {
         // another session is in the middle of changing Ann's mirror row
         let mut other = Db::new();
         other.exec("BEGIN; UPDATE e_race.hub SET email = 'ann@hub.io' WHERE id = 'hs-1000'");
+        let runner = db.pid();
         let run = std::thread::spawn(move || {
             let r = db.sync(c);
             (db, r)
         });
         // the run reads Ann's row, then its write waits for the other session
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        Db::new().wait_until_blocked(runner);
         other.exec("COMMIT");
         let (mut db, r) = run.join().unwrap();
         assert_eq!(
@@ -909,7 +942,9 @@ pub mod tests {
                     count(*) AS n
                FROM sync_links l JOIN e_copy.b b ON b.id::text = l.target_id WHERE l.config_id = {c}"
         );
-        assert_eq!(counts(&db.sync(c)), json!([4, 0, 0, 0, 0]));
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([4, 0, 0, 0, 0]));
+        assert_eq!(r["copied"], 0, "creates go through the merge: {r}");
         assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
 
         // every mapped column of rows 1-2 changes; row 3 breaks the target's CHECK; row 4
@@ -924,6 +959,10 @@ pub mod tests {
         let r = db.sync(c);
         assert_eq!(counts(&r), json!([0, 2, 0, 0, 1]), "{r}");
         assert_eq!(r["synced"], 2, "{r}");
+        assert_eq!(
+            r["copied"], 0,
+            "the copy statement failed on row 3, so the merge took all three: {r}"
+        );
         assert_eq!(db.json(&same)["n"], 1, "only row 3 differs");
         assert_eq!(db.json(&bases_ok), json!({"ok": 4, "n": 4}));
         let e = db.json(&format!(
@@ -937,12 +976,16 @@ pub mod tests {
         );
         // fixed at the source: the retry goes through and the error is resolved
         db.exec("UPDATE e_copy.a SET price = 3 WHERE id = 3");
-        assert_eq!(counts(&db.sync(c)), json!([0, 1, 0, 0, 0]));
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 1, 0, 0, 0]));
+        assert_eq!(r["copied"], 1, "copied by the statement: {r}");
         assert_eq!(db.json(&same)["n"], 0);
         assert_eq!(error_count(&mut db, c, "NOT resolved"), 0);
         // the other way round, and no echo
         db.exec("UPDATE e_copy.b SET name = 'from b', meta = NULL WHERE id = 1");
-        assert_eq!(counts(&db.sync(c)), json!([0, 1, 0, 0, 0]));
+        let r = db.sync(c);
+        assert_eq!(counts(&r), json!([0, 1, 0, 0, 0]));
+        assert_eq!(r["copied"], 1, "copied by the statement: {r}");
         assert_eq!(
             db.json("SELECT name, meta FROM e_copy.a WHERE id = 1"),
             json!({"name": "from b", "meta": null})
@@ -1003,14 +1046,19 @@ pub mod tests {
         db.exec("UPDATE e_copy.a SET price = 42 WHERE id = 4");
         let mut other = Db::new();
         other.exec("BEGIN; UPDATE e_copy.b SET tags = '{other}' WHERE id = 4");
+        let runner = db.pid();
         let run = std::thread::spawn(move || {
             let r = db.sync(c);
             (db, r)
         });
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        Db::new().wait_until_blocked(runner);
         other.exec("COMMIT");
         let (mut db, r) = run.join().unwrap();
         assert_eq!(counts(&r), json!([0, 2, 0, 0, 0]), "{r}");
+        assert_eq!(
+            r["copied"], 0,
+            "the copy found a new version and left it: {r}"
+        );
         for t in ["a", "b"] {
             assert_eq!(
                 db.json(&format!(

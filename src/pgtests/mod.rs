@@ -2,6 +2,7 @@
 //! (run inside a rolled-back transaction) or plain #[test]s using autocommit clients.
 mod args;
 mod capture;
+mod claims;
 pub mod concurrent;
 mod dump;
 pub mod engine;

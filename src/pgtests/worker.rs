@@ -64,9 +64,18 @@ mod tests {
     fn a_disabled_config_does_not_run() {
         let mut db = Db::new();
         let c = crm_hub(&mut db, "w_off", "latest_wins", "bidirectional", "NULL");
-        db.exec(&format!("UPDATE sync_configs SET sync_interval = '1 second', next_run_at = now() WHERE id = {c}"));
+        db.exec(&format!("UPDATE sync_configs SET sync_interval = '1 second', next_run_at = now() - interval '1 hour' WHERE id = {c}"));
         db.exec("INSERT INTO w_off.crm (full_name) VALUES ('Ann Lee')");
-        std::thread::sleep(Duration::from_secs(4));
+        // positive control: an enabled config, due after the disabled one, is synced by
+        // the worker (due configs are taken in next_run_at order, so by then it has
+        // passed over the disabled one)
+        let on = crm_hub(&mut db, "w_on", "latest_wins", "bidirectional", "NULL");
+        db.exec("INSERT INTO w_on.crm (full_name) VALUES ('Ann Lee')");
+        schedule(&mut db, on);
+        assert_eq!(
+            wait_for(&mut db, "SELECT count(*) FROM w_on.hub", json!(1)),
+            json!(1)
+        );
         assert_eq!(db.json("SELECT count(*) AS n FROM w_off.hub")["n"], 0);
         assert_eq!(
             db.json(&format!(
@@ -103,6 +112,36 @@ mod tests {
         );
         // no run is ever left 'running'
         assert_eq!(db.json(&format!("SELECT count(*) AS n FROM sync_runs WHERE config_id = {bad} AND status = 'running'"))["n"], 0);
+
+        // the back-off: sync_interval * 2^failures, at most an hour, never less than the
+        // interval. Each case: the failures so far and the interval, made due now; then
+        // the delay the next failure sets.
+        for (failures, interval, delay) in [
+            (0, "1 second", 2),
+            (1, "1 second", 4),
+            (10, "1 second", 2048),
+            (11, "1 second", 3600),
+            (40, "1 second", 3600),
+            (0, "2 hours", 7200),
+        ] {
+            db.exec(&format!(
+                "UPDATE sync_configs SET consecutive_failures = {failures}, sync_interval = '{interval}',
+                        next_run_at = now() - interval '1 hour' WHERE id = {bad}"
+            ));
+            let after = wait_for(
+                &mut db,
+                &format!("SELECT consecutive_failures FROM sync_configs WHERE id = {bad}"),
+                json!(failures + 1),
+            );
+            assert_eq!(after, json!(failures + 1), "{interval} after {failures}");
+            assert_eq!(
+                db.json(&format!(
+                    "SELECT extract(epoch FROM next_run_at - last_run_at)::int AS d FROM sync_configs WHERE id = {bad}"
+                ))["d"],
+                json!(delay),
+                "{interval} after {failures} failures"
+            );
+        }
     }
 
     /// A config that is running elsewhere (a long manual sync_execute) is skipped by the
@@ -169,52 +208,6 @@ mod tests {
         ));
         assert_eq!(run, json!({"status": "success", "started_by": "cron"}));
     }
-
-    #[test]
-    fn pruning_removes_only_what_every_config_has_consumed() {
-        let mut db = Db::new();
-        let c = crm_hub(&mut db, "w_prune", "latest_wins", "bidirectional", "NULL");
-        db.exec("INSERT INTO w_prune.crm (full_name) VALUES ('A B'), ('C D')");
-        db.sync(c);
-        db.exec("UPDATE w_prune.crm SET phone = 'not yet synced' WHERE id = 1");
-        let n =
-            "SELECT count(*) AS n FROM change_log WHERE system IN ('w_prune_crm', 'w_prune_hub')";
-        assert_eq!(
-            db.json(n)["n"],
-            5,
-            "2 inserts + 2 engine inserts + 1 update"
-        );
-        db.json("SELECT sync_prune('0 seconds') AS n");
-        let left = db.rows(
-            "SELECT system, operation FROM change_log WHERE system IN ('w_prune_crm', 'w_prune_hub') ORDER BY id",
-        );
-        // the run's own writes become consumed with the next run (it passes its own
-        // transaction only once that has committed); the unsynced update stays too
-        assert_eq!(
-            left,
-            json!([
-                {"system": "w_prune_hub", "operation": "insert"},
-                {"system": "w_prune_hub", "operation": "insert"},
-                {"system": "w_prune_crm", "operation": "update"}
-            ])
-        );
-        db.sync(c);
-        db.json("SELECT sync_prune('0 seconds') AS n");
-        let left = db.rows(
-            "SELECT system, operation, origin IS NOT NULL AS engine FROM change_log
-              WHERE system IN ('w_prune_crm', 'w_prune_hub') ORDER BY id",
-        );
-        assert_eq!(
-            left,
-            json!([{"system": "w_prune_hub", "operation": "update", "engine": true}]),
-            "all consumed records are gone; the second run's own write waits for the next run"
-        );
-        // the retention keeps consumed records for audit
-        db.exec("UPDATE w_prune.crm SET phone = 'x' WHERE id = 2");
-        db.sync(c);
-        db.json("SELECT sync_prune('1 hour') AS n");
-        assert_eq!(db.json(n)["n"], 3);
-    }
 }
 
 /// SIGKILL of the worker makes the postmaster reset every backend, so this test runs
@@ -257,7 +250,16 @@ mod crash {
         std::thread::sleep(Duration::from_secs(2));
         c.batch_execute("INSERT INTO a (v) VALUES ('while paused')")
             .unwrap();
-        std::thread::sleep(Duration::from_secs(3));
+        // positive control: the scheduler went round its loop twice since the insert
+        let since = value(&mut c, "clock_timestamp()");
+        assert_eq!(
+            wait(
+                &format!("SELECT last_tick > '{since}'::timestamptz + interval '1.2 s' FROM sync_workers"),
+                "true"
+            ),
+            "true",
+            "the scheduler keeps ticking while paused"
+        );
         assert_eq!(
             value(&mut c, "SELECT count(*) FROM b"),
             "1",
@@ -271,17 +273,38 @@ mod crash {
             "2",
             "resumed after the reload"
         );
+        // a run in progress when everything dies: the worker's run of 'ef' waits inside
+        // a trigger on f for an advisory lock this session holds
+        c.batch_execute(
+            "CREATE TABLE e (id serial PRIMARY KEY, v text);
+             CREATE TABLE f (id serial PRIMARY KEY, v text);
+             CREATE FUNCTION f_wait() RETURNS trigger LANGUAGE plpgsql AS
+               $$BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END$$;
+             CREATE TRIGGER f_wait BEFORE INSERT ON f FOR EACH ROW EXECUTE FUNCTION f_wait();
+             SELECT sync_register_table('e', 'x', 'e'), sync_register_table('f', 'x', 'f');
+             INSERT INTO e (v) SELECT 'in flight ' || g FROM generate_series(1, 3) g;
+             SELECT pg_advisory_lock(4242);
+             SELECT sync_create_config('ef', 'e', 'f', 'x', sync_interval => '1 second');",
+        )
+        .unwrap();
         let pid = value(
             &mut c,
             "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync_engine scheduler'",
         );
         assert!(!pid.is_empty(), "the worker is running");
-        // a run that was in progress when everything died
-        c.batch_execute(
-            "INSERT INTO sync_runs (config_id, started_by) SELECT id, 'worker' FROM sync_configs",
-        )
-        .unwrap();
-        drop(c);
+        assert_eq!(
+            wait(
+                &format!(
+                    "SELECT a.wait_event = 'advisory' AND EXISTS (SELECT FROM sync_runs r JOIN sync_configs c ON c.id = r.config_id
+                                                                   WHERE c.name = 'ef' AND r.status = 'running')
+                       FROM pg_stat_activity a WHERE a.pid = {pid}"
+                ),
+                "true"
+            ),
+            "true",
+            "the worker's run of ef waits in the trigger"
+        );
+        // c (holding the lock) is closed by the reset, not before it
 
         let killed = Command::new("kill").args(["-9", &pid]).status().unwrap();
         assert!(killed.success());
@@ -303,6 +326,18 @@ mod crash {
             wait("SELECT count(*) FROM sync_runs WHERE status = 'failed' AND error LIKE '%ended without completing%'", "1"),
             "1"
         );
+        assert_eq!(
+            wait("SELECT count(*) FROM sync_runs r JOIN sync_configs c ON c.id = r.config_id
+                   WHERE c.name = 'ef' AND r.status = 'failed' AND r.error LIKE '%ended without completing%'", "1"),
+            "1",
+            "the killed run is the one closed"
+        );
+        // the next run (the lock died with its session) does everything once
+        assert_eq!(
+            wait("SELECT count(*) || '/' || count(DISTINCT v) FROM f", "3/3"),
+            "3/3",
+            "the interrupted run's rows arrive once"
+        );
         let mut c = connect().unwrap();
         c.batch_execute("INSERT INTO a (v) VALUES ('after the crash')")
             .unwrap();
@@ -311,31 +346,159 @@ mod crash {
             "3",
             "and keeps syncing"
         );
+        assert_eq!(value(&mut c, "SELECT count(*) FROM f"), "3");
 
         // a fast shutdown while the worker is busy with due configs: it stops (it used
         // to lose the SIGTERM between two runs and keep going, so the shutdown never
-        // completed; the launcher's tests check the run in progress is rolled back)
+        // completed), and the run in flight (cd's, waiting in d's trigger for a lock this
+        // session holds) is rolled back whole. The server comes back paused, to look at
+        // what the shutdown left.
         c.batch_execute(
             "CREATE TABLE c (id serial PRIMARY KEY, v text);
              CREATE TABLE d (id serial PRIMARY KEY, v text);
+             CREATE TRIGGER d_wait BEFORE INSERT ON d FOR EACH ROW EXECUTE FUNCTION f_wait();
              SELECT sync_register_table('c', 'x', 'c'), sync_register_table('d', 'x', 'd');
              INSERT INTO a (v) SELECT 'bulk ' || g FROM generate_series(1, 30000) g;
-             INSERT INTO c (v) SELECT 'bulk ' || g FROM generate_series(1, 30000) g;
+             INSERT INTO c (v) SELECT 'bulk ' || g FROM generate_series(1, 3000) g;
+             SELECT pg_advisory_lock(4242);
              SELECT sync_create_config('cd', 'c', 'd', 'x', sync_interval => '1 second');",
         )
         .unwrap();
-        drop(c);
+        // read at the restart only (no reload before)
+        c.batch_execute("ALTER SYSTEM SET sync_engine.enabled = off")
+            .unwrap();
+        let in_flight = "SELECT string_agg(r.id::text, ',') FROM sync_runs r JOIN sync_configs c ON c.id = r.config_id
+                          WHERE c.name = 'cd' AND r.status = 'running'";
+        let pid = value(
+            &mut c,
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync_engine scheduler'",
+        );
         assert_eq!(
             wait(
-                "SELECT count(*) FROM sync_runs WHERE status = 'running'",
-                "1"
+                &format!("SELECT wait_event = 'advisory' FROM pg_stat_activity WHERE pid = {pid}"),
+                "true"
             ),
-            "1",
-            "a run is in progress"
+            "true",
+            "the run of cd waits in d's trigger"
         );
+        let run = value(&mut c, in_flight);
+        assert!(!run.is_empty(), "cd's run is in progress");
         let started = Instant::now();
         let (stopped, _) = cluster.stop("fast");
         assert!(stopped, "the server stops");
         assert!(started.elapsed() < Duration::from_secs(60));
+        drop(c);
+        cluster.start_again();
+        let mut c = connect().unwrap();
+        assert_eq!(
+            value(&mut c, "SELECT count(*) FROM d"),
+            "0",
+            "nothing of the run was kept"
+        );
+        assert_eq!(value(&mut c, in_flight), run, "its row is still 'running'");
+        c.batch_execute("ALTER SYSTEM SET sync_engine.enabled = on")
+            .unwrap();
+        c.batch_execute("SELECT pg_reload_conf()").unwrap();
+        assert_eq!(
+            wait(
+                &format!("SELECT status || ': ' || error FROM sync_runs WHERE id = {run}"),
+                "failed: the run ended without completing (its session or the server stopped); nothing of it was applied, the next run redoes it"
+            ),
+            "failed: the run ended without completing (its session or the server stopped); nothing of it was applied, the next run redoes it"
+        );
+        assert_eq!(
+            wait(
+                "SELECT count(*) || '/' || count(DISTINCT v) FROM d",
+                "3000/3000"
+            ),
+            "3000/3000",
+            "the next run does it all, once"
+        );
+    }
+}
+
+/// Pruning deletes change records of every endpoint in the database, so it runs on a
+/// cluster of its own (in the shared test cluster it would delete other tests'
+/// records). `prune_batch` is 2, so every deletion below takes several batches.
+#[cfg(test)]
+mod prune {
+    use crate::pgtests::throwaway::{value, Throwaway};
+
+    const DIR: &str = "/var/tmp/se_prune_test";
+    const PORT: u16 = 56110;
+
+    #[test]
+    fn pruning_removes_only_what_every_config_has_consumed_and_old_runs() {
+        super::super::concurrent::cluster(); // the extension is installed by the framework
+        let cluster = Throwaway::start(
+            DIR,
+            PORT,
+            "-c sync_engine.database=postgres -c sync_engine.naptime=1 -c sync_engine.prune_batch=2",
+        );
+        let mut c = cluster.connect("postgres");
+        let mut q = |sql: &str| value(&mut c, sql);
+        cluster.exec(
+            "postgres",
+            "CREATE EXTENSION sync_engine;
+             CREATE TABLE crm (id serial PRIMARY KEY, v text);
+             CREATE TABLE hub1 (id serial PRIMARY KEY, v text);
+             CREATE TABLE hub2 (id serial PRIMARY KEY, v text);
+             SELECT sync_register_table('crm', 'x', 'crm'), sync_register_table('hub1', 'x', 'hub1'),
+                    sync_register_table('hub2', 'x', 'hub2');
+             SELECT sync_create_config('c1', 'crm', 'hub1', 'x'), sync_create_config('c2', 'crm', 'hub2', 'x');
+             UPDATE sync_configs SET enabled = false;
+             INSERT INTO crm (v) VALUES ('a'), ('b'), ('c');",
+        );
+        let left = "SELECT string_agg(system || ':' || n, ' ' ORDER BY system)
+                      FROM (SELECT system, count(*) AS n FROM change_log GROUP BY system) s";
+        let sync = |name: &str| {
+            format!("SELECT sync_execute(id) IS NOT NULL FROM sync_configs WHERE name = '{name}'")
+        };
+        assert_eq!(q(&sync("c1")), "true");
+        // c2 has not read crm's records yet, and c1's own writes to hub1 are consumed only
+        // by its next run (it passes its own transaction once that has committed)
+        assert_eq!(q("sync_prune('0 seconds')"), "0");
+        assert_eq!(q(left), "crm:3 hub1:3");
+        assert_eq!(q(&sync("c2")), "true");
+        assert_eq!(
+            q("sync_prune('0 seconds')"),
+            "3",
+            "crm's records, in two batches"
+        );
+        assert_eq!(q(left), "hub1:3 hub2:3");
+        // the retention keeps consumed records for audit
+        assert_eq!(q(&sync("c1")), "true");
+        assert_eq!(q(&sync("c2")), "true");
+        assert_eq!(q("sync_prune('1 hour')"), "0");
+        assert_eq!(q(left), "hub1:3 hub2:3");
+        assert_eq!(q("sync_prune()"), "0", "default: sync_engine.log_retention");
+        assert_eq!(q("sync_prune('0 seconds')"), "6");
+
+        // sync_runs older than sync_engine.runs_retention (30 days) go, in batches, by
+        // the scheduler; younger ones stay
+        cluster.exec(
+            "postgres",
+            "INSERT INTO sync_runs (config_id, started_at, completed_at, status, started_by)
+             SELECT c.id, now() - make_interval(days => d), now() - make_interval(days => d), 'success', 'worker'
+               FROM sync_configs c, (VALUES (31), (31), (40), (45), (400), (29), (29)) v(d) WHERE c.name = 'c1'",
+        );
+        assert_eq!(
+            cluster.wait(
+                "postgres",
+                "SELECT count(*) FROM sync_runs WHERE started_at < now() - interval '30 days'",
+                "0",
+                40
+            ),
+            "0",
+            "old runs are pruned"
+        );
+        assert_eq!(
+            cluster.value(
+                "postgres",
+                "SELECT count(*) FROM sync_runs WHERE started_at < now() - interval '28 days'"
+            ),
+            "2",
+            "runs within the retention stay"
+        );
     }
 }
