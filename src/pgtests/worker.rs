@@ -419,7 +419,8 @@ mod crash {
 
 /// Pruning deletes change records of every endpoint in the database, so it runs on a
 /// cluster of its own (in the shared test cluster it would delete other tests'
-/// records). `prune_batch` is 2, so every deletion below takes several batches.
+/// records). `prune_batch` is 100 (its minimum), so every deletion below takes several
+/// batches.
 #[cfg(test)]
 mod prune {
     use crate::pgtests::throwaway::{value, Throwaway};
@@ -433,7 +434,7 @@ mod prune {
         let cluster = Throwaway::start(
             DIR,
             PORT,
-            "-c sync_engine.database=postgres -c sync_engine.naptime=1 -c sync_engine.prune_batch=2",
+            "-c sync_engine.database=postgres -c sync_engine.naptime=1 -c sync_engine.prune_batch=100",
         );
         let mut c = cluster.connect("postgres");
         let mut q = |sql: &str| value(&mut c, sql);
@@ -447,32 +448,33 @@ mod prune {
                     sync_register_table('hub2', 'x', 'hub2');
              SELECT sync_create_config('c1', 'crm', 'hub1', 'x'), sync_create_config('c2', 'crm', 'hub2', 'x');
              UPDATE sync_configs SET enabled = false;
-             INSERT INTO crm (v) VALUES ('a'), ('b'), ('c');",
+             INSERT INTO crm (v) SELECT 'v' || g FROM generate_series(1, 250) g;",
         );
         let left = "SELECT string_agg(system || ':' || n, ' ' ORDER BY system)
                       FROM (SELECT system, count(*) AS n FROM change_log GROUP BY system) s";
         let sync = |name: &str| {
             format!("SELECT sync_execute(id) IS NOT NULL FROM sync_configs WHERE name = '{name}'")
         };
+        assert_eq!(q("current_setting('sync_engine.prune_batch')"), "100");
         assert_eq!(q(&sync("c1")), "true");
         // c2 has not read crm's records yet, and c1's own writes to hub1 are consumed only
         // by its next run (it passes its own transaction once that has committed)
         assert_eq!(q("sync_prune('0 seconds')"), "0");
-        assert_eq!(q(left), "crm:3 hub1:3");
+        assert_eq!(q(left), "crm:250 hub1:250");
         assert_eq!(q(&sync("c2")), "true");
         assert_eq!(
             q("sync_prune('0 seconds')"),
-            "3",
-            "crm's records, in two batches"
+            "250",
+            "crm's records, in three batches"
         );
-        assert_eq!(q(left), "hub1:3 hub2:3");
+        assert_eq!(q(left), "hub1:250 hub2:250");
         // the retention keeps consumed records for audit
         assert_eq!(q(&sync("c1")), "true");
         assert_eq!(q(&sync("c2")), "true");
         assert_eq!(q("sync_prune('1 hour')"), "0");
-        assert_eq!(q(left), "hub1:3 hub2:3");
+        assert_eq!(q(left), "hub1:250 hub2:250");
         assert_eq!(q("sync_prune()"), "0", "default: sync_engine.log_retention");
-        assert_eq!(q("sync_prune('0 seconds')"), "6");
+        assert_eq!(q("sync_prune('0 seconds')"), "500");
 
         // sync_runs older than sync_engine.runs_retention (30 days) go, in batches, by
         // the scheduler; younger ones stay
@@ -480,7 +482,8 @@ mod prune {
             "postgres",
             "INSERT INTO sync_runs (config_id, started_at, completed_at, status, started_by)
              SELECT c.id, now() - make_interval(days => d), now() - make_interval(days => d), 'success', 'worker'
-               FROM sync_configs c, (VALUES (31), (31), (40), (45), (400), (29), (29)) v(d) WHERE c.name = 'c1'",
+               FROM sync_configs c, (SELECT 31 + g % 400 FROM generate_series(1, 250) g UNION ALL VALUES (29), (29)) v(d)
+              WHERE c.name = 'c1'",
         );
         assert_eq!(
             cluster.wait(
@@ -490,7 +493,7 @@ mod prune {
                 40
             ),
             "0",
-            "old runs are pruned"
+            "old runs are pruned, in three batches"
         );
         assert_eq!(
             cluster.value(
