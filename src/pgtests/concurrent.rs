@@ -79,4 +79,48 @@ mod tests {
         all.sort();
         assert_eq!(all, vec!["1", "2", "2"]);
     }
+
+    /// A position taken inside a transaction that has written leaves that transaction's
+    /// changes for the window after it commits, even when a later transaction has
+    /// already committed (so the snapshot's xmax is past our own xid).
+    #[test]
+    fn a_position_taken_inside_a_writing_transaction_leaves_its_changes_for_later() {
+        cluster();
+        let (mut own, _) = pgrx_tests::client().unwrap();
+        let (mut other, _) = pgrx_tests::client().unwrap();
+        let (mut reader, _) = pgrx_tests::client().unwrap();
+        own.batch_execute(
+            "CREATE TABLE conc_own (id int PRIMARY KEY, v text);
+             SELECT sync_register_table('conc_own', 't', 'conc_own');",
+        )
+        .unwrap();
+        let ids = |c: &mut postgres::Client, since: Option<&str>, until: &str| -> Vec<String> {
+            c.query(
+                "SELECT entity_id FROM sync_changes($1, $2, 'conc_own') ORDER BY id",
+                &[&since, &until],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect()
+        };
+        own.batch_execute("BEGIN; INSERT INTO conc_own VALUES (1, 'own');")
+            .unwrap();
+        other
+            .batch_execute("INSERT INTO conc_own VALUES (2, 'later, committed')")
+            .unwrap();
+        let p1 = position(&mut own);
+        assert_eq!(
+            ids(&mut own, None, &p1),
+            vec!["2"],
+            "its own change is not in a window read inside it"
+        );
+        own.batch_execute("COMMIT").unwrap();
+        let p2 = position(&mut reader);
+        assert_eq!(
+            ids(&mut reader, Some(&p1), &p2),
+            vec!["1"],
+            "but in the next one"
+        );
+    }
 }
