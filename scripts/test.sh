@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: pure-Rust unit tests and #[pg_test] tests against a real
 # PostgreSQL 15, both through `cargo pgrx test`. Exits non-zero on any failure.
-#   scripts/test.sh [TESTNAME]   optional filter passed to cargo pgrx test
+#   scripts/test.sh              everything: Rust tests, then the golden SQL tests (scripts/regress.sh)
+#   scripts/test.sh TESTNAME     only the Rust tests whose path contains TESTNAME
+#   scripts/test.sh golden [NAME...]  only the golden SQL tests (ACCEPT=1 rewrites expected/)
 # `cargo pgrx test` installs its debug build into the system PostgreSQL's directories;
 # afterwards (also on failure or Ctrl-C) this script puts back the sync_engine files
 # that were installed before (or removes the test build when there were none), and
@@ -118,6 +120,20 @@ if [[ -d $PGDATA_BASE ]]; then
 fi
 as_root install -d -m 0755 -o "$PG_OS_USER" -g "$(id -gn "$PG_OS_USER")" -- "$PGDATA_BASE"
 
+# --- golden SQL tests only: scripts/test.sh golden [NAME...] --------------------------
+if [[ ${1:-} == golden ]]; then
+    shift
+    save_installed
+    say "cargo pgrx install (debug), then the golden SQL tests"
+    cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+    set +e
+    bash scripts/regress.sh "$@"
+    rc=$?
+    set -e
+    restore_installed || rc=1
+    exit "$rc"
+fi
+
 # --- the tests ----------------------------------------------------------------------
 mkdir -p "$(dirname "$LOG")"
 say "cargo pgrx test pg15 ${1:-} --runas $PG_OS_USER --pgdata $PGDATA_BASE  (log: ${LOG#"$REPO_ROOT"/})"
@@ -125,6 +141,17 @@ save_installed
 set +e
 cargo pgrx test pg15 ${1:+"$1"} --runas "$PG_OS_USER" --pgdata "$PGDATA_BASE" 2>&1 | tee "$LOG"
 rc=${PIPESTATUS[0]}
+# the golden SQL tests (tests/pg_regress), with the build the Rust tests installed, when
+# no filter was given
+golden=""
+if [[ -z ${1:-} ]]; then
+    if bash scripts/regress.sh 2>&1 | tee -a "$LOG"; then
+        golden=", golden SQL tests: $(ls tests/pg_regress/sql/*.sql | grep -vc '/setup.sql$') passed"
+    else
+        golden=", golden SQL tests: FAILED"
+        rc=1
+    fi
+fi
 set -e
 restore_installed || rc=1
 
@@ -144,9 +171,9 @@ read -r passed failed ignored suites < <(
 )
 elapsed=$((SECONDS - started))
 if ((rc == 0 && failed == 0 && suites > 0)); then
-    echo "TEST SUMMARY: PASS - $passed passed, $failed failed, $ignored ignored in $suites test suites (${elapsed}s)"
+    echo "TEST SUMMARY: PASS - $passed passed, $failed failed, $ignored ignored in $suites test suites$golden (${elapsed}s)"
     exit 0
 fi
 ((rc != 0)) || rc=1
-echo "TEST SUMMARY: FAIL (exit $rc) - $passed passed, $failed failed, $ignored ignored in $suites test suites (${elapsed}s); log: $LOG"
+echo "TEST SUMMARY: FAIL (exit $rc) - $passed passed, $failed failed, $ignored ignored in $suites test suites$golden (${elapsed}s); log: $LOG"
 exit "$rc"
