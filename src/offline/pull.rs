@@ -112,7 +112,7 @@ fn pull(e: &Endpoint, c: Option<PullCursor>, max: i64, skip_origin: Option<Strin
                     'fields', c.fields, 'changed_at', c.changed_at, 'origin', c.origin)
            FROM {schema}.change_log c
           WHERE {pred} AND c.system = $1 AND c.entity_type = $2 AND c.id > $3
-            AND c.origin IS DISTINCT FROM $4
+            AND ($4::text IS NULL OR c.origin IS DISTINCT FROM $4)
           ORDER BY c.id LIMIT $5",
         pred = changes::window_predicate(&w, "c")
     );
