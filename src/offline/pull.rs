@@ -107,13 +107,17 @@ fn pull(e: &Endpoint, c: Option<PullCursor>, max: i64, skip_origin: Option<Strin
             &format!("sync_pull: {err}"),
         )
     });
+    // the page is chosen first and its JSON built afterwards: built inside, it would be
+    // made for every record of the window before the sort picks the page
     let sql = format!(
-        "SELECT c.id, jsonb_build_object('id', c.id, 'entity_id', c.entity_id, 'operation', c.operation,
-                    'fields', c.fields, 'changed_at', c.changed_at, 'origin', c.origin)
-           FROM {schema}.change_log c
-          WHERE {pred} AND c.system = $1 AND c.entity_type = $2 AND c.id > $3
-            AND ($4::text IS NULL OR c.origin IS DISTINCT FROM $4)
-          ORDER BY c.id LIMIT $5",
+        "SELECT x.id, jsonb_build_object('id', x.id, 'entity_id', x.entity_id, 'operation', x.operation,
+                    'fields', x.fields, 'changed_at', x.changed_at, 'origin', x.origin)
+           FROM (SELECT c.id, c.entity_id, c.operation, c.fields, c.changed_at, c.origin
+                   FROM {schema}.change_log c
+                  WHERE {pred} AND c.system = $1 AND c.entity_type = $2 AND c.id > $3
+                    AND ($4::text IS NULL OR c.origin IS DISTINCT FROM $4)
+                  ORDER BY c.id LIMIT $5) x
+          ORDER BY x.id",
         pred = changes::window_predicate(&w, "c")
     );
     let rows: Vec<(i64, Value)> = Spi::connect(|client| {
