@@ -1108,4 +1108,92 @@ mod tests {
             "nothing pushed"
         );
     }
+    #[test]
+    fn offline_the_same_batch_pushed_twice_at_once_applies_once() {
+        let mut a = Db::new();
+        let p = "off_race";
+        setup(&mut a, p, 2);
+        let batch = json!([
+            update(
+                "r1",
+                1,
+                "phone",
+                "555-1",
+                "A",
+                json!("2024-01-01T00:00:00Z")
+            ),
+            update("r2", 2, "name", "c2", "B", json!("2024-01-01T00:00:00Z")),
+        ]);
+        a.exec("BEGIN");
+        let first = push(&mut a, p, batch.clone(), "dev", "latest_wins");
+        assert_eq!(first["applied"], 2, "{first}");
+        // the second connection waits for the first one's claim of the ids...
+        let b = std::thread::spawn({
+            let batch = batch.clone();
+            move || {
+                let mut b = Db::new();
+                push(&mut b, "off_race", batch, "dev", "latest_wins")
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(
+            !b.is_finished(),
+            "the second push waits for the first to commit"
+        );
+        a.exec("COMMIT");
+        // ...and then answers duplicate for each, writing nothing
+        let second = b.join().unwrap();
+        assert_eq!(
+            (second["applied"].clone(), second["duplicates"].clone()),
+            (json!(0), json!(2)),
+            "{second}"
+        );
+        assert_eq!(
+            a.rows(&format!("SELECT name, phone FROM {p}.crm ORDER BY id")),
+            json!([{"name": "c1", "phone": "A"}, {"name": "B", "phone": "555-2"}])
+        );
+        assert_eq!(log_count(&mut a, p), 2, "one change record per change");
+        // a manual conflict resolved with merged values
+        a.exec(&format!("UPDATE {p}.crm SET phone = 'office' WHERE id = 1"));
+        let r = push(
+            &mut a,
+            p,
+            json!([update(
+                "r3",
+                1,
+                "phone",
+                "A",
+                "device",
+                json!("2024-01-01T00:00:00Z")
+            )]),
+            "dev",
+            "manual",
+        );
+        let cid = r["results"][0]["conflict_id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{r}"));
+        let e = a.err(&format!(
+            "SELECT sync_resolve_conflict({cid}, 'merged', '{{\"name\": \"x\"}}')"
+        ));
+        assert!(
+            e.starts_with("22023") && e.contains("missing: phone"),
+            "{e}"
+        );
+        let res = a.json(&format!(
+            "SELECT sync_resolve_conflict({cid}, 'merged', '{{\"phone\": \"both\"}}') AS r"
+        ))["r"]
+            .clone();
+        assert_eq!(res["resolved_value"], json!({"phone": "both"}), "{res}");
+        assert_eq!(
+            a.json(&format!("SELECT phone FROM {p}.crm WHERE id = 1"))["phone"],
+            "both"
+        );
+        // the resolution is an ordinary change: the pushing client pulls it too
+        assert_eq!(
+            a.json(&format!(
+                "SELECT origin FROM change_log WHERE system = '{p}' ORDER BY id DESC LIMIT 1"
+            ))["origin"],
+            Value::Null
+        );
+    }
 }
