@@ -216,3 +216,45 @@ SELECT pg_catalog.pg_extension_config_dump('sync_conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_conflicts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_errors_id_seq', '');
+
+-- Offline clients and connectors (sync_push / sync_pull / sync_snapshot, src/offline).
+-- A conflict of a pushed change has no config: it belongs to an endpoint and a client.
+-- source_* is the client's side (what it pushed), target_* the endpoint table's.
+ALTER TABLE sync_conflicts
+    ALTER COLUMN config_id DROP NOT NULL,
+    ADD COLUMN endpoint_id bigint REFERENCES sync_endpoints(id) ON DELETE CASCADE,
+    ADD COLUMN client_id   text,
+    ADD COLUMN change_id   text,
+    ADD CONSTRAINT sync_conflicts_one_origin CHECK (
+        num_nonnulls(config_id, client_id) = 1
+        AND (client_id IS NULL) = (endpoint_id IS NULL)
+        AND (client_id IS NULL) = (change_id IS NULL));
+CREATE INDEX sync_conflicts_push_pending_idx ON sync_conflicts (endpoint_id, client_id)
+    WHERE resolution = 'pending' AND client_id IS NOT NULL;
+
+-- The change ids a client pushed, per (endpoint, client): a batch sent again answers
+-- "duplicate" for each. Written in the same transaction as the push's writes; pruned
+-- after sync_engine.push_id_retention hours (with change_log).
+CREATE TABLE sync_push_ids (
+    endpoint_id bigint      NOT NULL REFERENCES sync_endpoints(id) ON DELETE CASCADE,
+    client_id   text        NOT NULL,
+    change_id   text        NOT NULL,
+    status      text        NOT NULL CHECK (status IN ('applied', 'conflict', 'rejected')),
+    -- the answer given the first time (the results element)
+    result      jsonb,
+    pushed_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (endpoint_id, client_id, change_id)
+);
+CREATE INDEX sync_push_ids_pushed_at_idx ON sync_push_ids (pushed_at);
+
+-- Per endpoint, the highest transaction id whose change records pruning deleted: a
+-- pull cursor that has not passed it may have lost changes (answer: reset_required).
+-- Not dumped: it describes this database's change_log, as positions do.
+CREATE TABLE sync_log_horizon (
+    system      text        NOT NULL,
+    entity_type text        NOT NULL,
+    pruned_txid xid8        NOT NULL,
+    pruned_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (system, entity_type)
+);
+SELECT pg_catalog.pg_extension_config_dump('sync_push_ids', '');

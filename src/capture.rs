@@ -270,8 +270,9 @@ unsafe fn text_datum(s: &str) -> pg_sys::Datum {
 }
 
 const INSERT_SQL: &str = "INSERT INTO {schema}.change_log \
-     (system, entity_type, entity_id, operation, fields, origin, checksum) \
-     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)";
+     (system, entity_type, entity_id, operation, fields, origin, checksum, changed_at) \
+     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, \
+             COALESCE(timestamptz '2000-01-01 00:00:00+00' + $8::bigint * interval '1 microsecond', clock_timestamp()))";
 
 /// Find change_log and its sequence in `schema`; None when the table does not have
 /// the expected shape (then records go through SPI, which any shape accepts).
@@ -688,7 +689,9 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
             &[Some(pg_sys::Datum::from(log.seqid))],
         )
         .expect("nextval");
-        let changed_at = pg_sys::GetCurrentTimestamp();
+        // a pushed change keeps the time its user made it (see origin::time_writes)
+        let changed_at = crate::origin::change_time(&ch.rec.entity_id)
+            .unwrap_or_else(|| pg_sys::GetCurrentTimestamp());
         // the first record of a statement is written at once: a single-row statement
         // then costs what it did before records were taken in batches
         let stmt = (
@@ -739,6 +742,7 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
     }
     let (system, entity_type, origin) = (ch.system, ch.entity_type, ch.origin);
     let r = &ch.rec;
+    let changed_at = crate::origin::change_time(&r.entity_id);
     let (entity_id, operation, fields, checksum) = (
         r.entity_id.as_str(),
         r.operation,
@@ -758,8 +762,8 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
             _ => {
                 let sql = INSERT_SQL.replace("{schema}", &quote_ident(schema));
                 let csql = CString::new(sql).expect("no NUL in SQL");
-                let mut types = [pg_sys::TEXTOID; 7];
-                let plan = pg_sys::SPI_prepare(csql.as_ptr(), 7, types.as_mut_ptr());
+                let mut types = [pg_sys::TEXTOID; 8];
+                let plan = pg_sys::SPI_prepare(csql.as_ptr(), 8, types.as_mut_ptr());
                 if plan.is_null() {
                     fail(
                         PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -783,6 +787,7 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
         text_datum(fields),
         origin.map_or(pg_sys::Datum::from(0usize), |o| text_datum(o)),
         checksum.map_or(pg_sys::Datum::from(0usize), |c| text_datum(c)),
+        changed_at.map_or(pg_sys::Datum::from(0usize), |t| text_datum(&t.to_string())),
     ];
     let nulls = [
         b' ',
@@ -792,6 +797,7 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
         b' ',
         if origin.is_some() { b' ' } else { b'n' },
         if checksum.is_some() { b' ' } else { b'n' },
+        if changed_at.is_some() { b' ' } else { b'n' },
     ];
     let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr().cast(), false, 0);
     if rc != pg_sys::SPI_OK_INSERT as i32 {

@@ -113,6 +113,12 @@ fn resolve(
     choice: &str,
     merged: Option<JsonB>,
 ) -> JsonB {
+    // a conflict of a pushed change (no config) is resolved against its endpoint
+    if let Some(r) =
+        crate::offline::resolve::try_resolve(caller, caller_name, conflict_id, choice, &merged)
+    {
+        return r;
+    }
     let schema = ext_schema();
     let c = load(&schema, conflict_id);
     if c.resolution != "pending" {

@@ -23,6 +23,10 @@ pub static RUNS_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static PRUNE_BATCH: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// Entity pairs a run reads, merges and writes at a time.
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+/// Most changes one sync_push call takes.
+pub static PUSH_MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(1_000);
+/// Hours a pushed change id is remembered (a batch re-sent later applies again).
+pub static PUSH_ID_RETENTION_HOURS: GucSetting<i32> = GucSetting::<i32>::new(720);
 
 pub fn init() {
     // a postmaster-level setting can only be defined while the library is preloaded
@@ -111,6 +115,26 @@ pub fn init() {
         &PRUNE_BATCH,
         100,
         1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sync_engine.push_max_batch",
+        c"Most changes one sync_push call takes; a larger batch is refused whole.",
+        c"",
+        &PUSH_MAX_BATCH,
+        1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"sync_engine.push_id_retention",
+        c"Hours sync_push remembers a pushed change id (a re-sent change is a duplicate).",
+        c"Pruned by the worker and sync_prune, with change_log.",
+        &PUSH_ID_RETENTION_HOURS,
+        1,
+        24 * 3650,
         GucContext::Sighup,
         GucFlags::default(),
     );

@@ -22,6 +22,7 @@ pub mod launch_plan;
 pub mod launcher;
 pub mod mapping;
 pub mod merge;
+pub mod offline;
 pub mod origin;
 pub mod rowjson;
 pub mod security;

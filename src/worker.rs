@@ -306,15 +306,18 @@ fn sync_prune(keep: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
         None => format!("'{} hours'", guc::LOG_RETENTION_HOURS.get()),
     };
     let batch = guc::PRUNE_BATCH.get() as i64;
-    let sql = prune_log_sql(&schema, &keep, batch);
+    let sql = crate::offline::prune::with_horizon(&schema, &prune_log_sql(&schema, &keep, batch));
     let mut total = 0;
     loop {
         let n = delete_batch(&sql);
         total += n;
         if n < batch {
-            return total;
+            break;
         }
     }
+    let ids = crate::offline::prune::push_ids_sql(&schema, batch);
+    while delete_batch(&ids) == batch {}
+    total
 }
 
 /// Background pruning: bounded batches, each in its own transaction.
@@ -322,8 +325,9 @@ fn prune(schema: &str) {
     let batch = guc::PRUNE_BATCH.get() as i64;
     let keep = format!("'{} hours'", guc::LOG_RETENTION_HOURS.get());
     let steps = [
-        prune_log_sql(schema, &keep, batch),
+        crate::offline::prune::with_horizon(schema, &prune_log_sql(schema, &keep, batch)),
         prune_runs_sql(schema, guc::RUNS_RETENTION_DAYS.get(), batch),
+        crate::offline::prune::push_ids_sql(schema, batch),
     ];
     for sql in steps {
         for _ in 0..100 {

@@ -8,6 +8,7 @@ mod dump;
 pub mod engine;
 #[cfg(test)]
 mod launcher;
+mod offline;
 mod security;
 #[cfg(test)]
 pub mod throwaway;

@@ -1,0 +1,212 @@
+//! sync_resolve_conflict for a conflict of a pushed change (sync_conflicts.client_id
+//! set, no config). The client is the source side, the endpoint's table the target:
+//! - 'source' writes the client's values (update_update: its fields; update_delete:
+//!   re-creates the row; delete_update: deletes the row);
+//! - 'target' keeps the table as it is;
+//! - 'merged' writes the given values (update_update: one for every conflicting field;
+//!   update_delete: re-creates the row with the client's values overlaid by them;
+//!   delete_update: keeps the row, updated with them).
+//!
+//! The write is an ordinary one (no origin), so it reaches every client's pull and
+//! every config, the pushing client included. The caller needs SELECT and the write's
+//! privilege (UPDATE, INSERT or DELETE) on the table.
+
+use crate::db::{self, spi_fail};
+use crate::endpoints;
+use crate::engine::{delete_rows, insert_rows, jsonb_arg, load_rows, update_rows};
+use crate::security;
+use crate::{ext_schema, fail};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Map, Value};
+
+struct PushConflict {
+    endpoint_id: i64,
+    entity_id: String,
+    kind: String,
+    fields: Vec<String>,
+    client_value: Value,
+    resolution: String,
+    resolved_at: Option<String>,
+}
+
+fn bad(msg: String) -> ! {
+    fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &msg)
+}
+
+/// Resolve conflict `conflict_id` when it is a push conflict; None when it is not
+/// (a config's conflict: the caller resolves it). Runs as the extension's owner.
+pub fn try_resolve(
+    caller: pg_sys::Oid,
+    caller_name: &str,
+    conflict_id: i64,
+    choice: &str,
+    merged: &Option<JsonB>,
+) -> Option<JsonB> {
+    let schema = ext_schema();
+    let c = Spi::connect(|c| {
+        let t = c
+            .select(
+                &format!(
+                    "SELECT endpoint_id, source_id, kind, fields, source_value, resolution, resolved_at::text
+                       FROM {schema}.sync_conflicts WHERE id = $1 AND client_id IS NOT NULL FOR UPDATE"
+                ),
+                Some(1),
+                &[conflict_id.into()],
+            )
+            .unwrap_or_else(|e| spi_fail(e));
+        t.into_iter().next().map(|r| PushConflict {
+            endpoint_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+            entity_id: r.get::<String>(2).ok().flatten().unwrap_or_default(),
+            kind: r.get::<String>(3).ok().flatten().unwrap_or_default(),
+            fields: r.get::<Vec<String>>(4).ok().flatten().unwrap_or_default(),
+            client_value: r
+                .get::<JsonB>(5)
+                .ok()
+                .flatten()
+                .map_or(Value::Null, |j| j.0),
+            resolution: r.get::<String>(6).ok().flatten().unwrap_or_default(),
+            resolved_at: r.get::<String>(7).ok().flatten(),
+        })
+    })?;
+    if c.resolution != "pending" {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            &format!(
+                "sync conflict {conflict_id} is already resolved ({}, at {})",
+                c.resolution,
+                c.resolved_at.unwrap_or_default()
+            ),
+        );
+    }
+    let merged: Option<Map<String, Value>> = match (choice, merged) {
+        ("merged", Some(JsonB(Value::Object(m)))) => {
+            let missing: Vec<&str> = c
+                .fields
+                .iter()
+                .filter(|f| !m.contains_key(*f))
+                .map(|s| s.as_str())
+                .collect();
+            if c.kind == "update_update" && !missing.is_empty() {
+                bad(format!(
+                    "merged must give a value for every conflicting field; missing: {}",
+                    missing.join(", ")
+                ));
+            }
+            let unknown: Vec<&str> = m
+                .keys()
+                .filter(|k| !c.fields.contains(k))
+                .map(|s| s.as_str())
+                .collect();
+            if !unknown.is_empty() {
+                bad(format!(
+                    "merged names field(s) {} that conflict {conflict_id} does not decide; allowed: {}",
+                    unknown.join(", "),
+                    c.fields.join(", ")
+                ));
+            }
+            Some(m.clone())
+        }
+        ("merged", Some(_)) => bad(
+            "merged must be a JSON object of field -> value, e.g. {\"phone\": \"555-3\"}".into(),
+        ),
+        ("merged", None) => {
+            bad("choice 'merged' needs the merged values, e.g. {\"phone\": \"555-3\"}".into())
+        }
+        (_, Some(_)) => bad(format!(
+            "merged values are only used with choice 'merged', not '{choice}'"
+        )),
+        (_, None) => None,
+    };
+    let e = endpoints::load_by_id(c.endpoint_id);
+    let client = match &c.client_value {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    let key = c.entity_id.clone();
+    let row = load_rows(&e, std::slice::from_ref(&key)).remove(&key);
+    enum Act {
+        Nothing,
+        Update(Map<String, Value>),
+        Insert(Map<String, Value>),
+        Delete,
+    }
+    let act = match (c.kind.as_str(), choice) {
+        (_, "target") => Act::Nothing,
+        ("update_update", "source") => Act::Update(client),
+        ("update_update", _) => Act::Update(merged.clone().unwrap_or_default()),
+        ("update_delete", "source") => Act::Insert(client),
+        ("update_delete", _) => {
+            let mut v = client;
+            v.extend(merged.clone().unwrap_or_default());
+            Act::Insert(v)
+        }
+        ("delete_update", "source") => Act::Delete,
+        _ => Act::Update(merged.clone().unwrap_or_default()),
+    };
+    let (name, mode) = match &act {
+        Act::Nothing => ("SELECT", pg_sys::ACL_SELECT),
+        Act::Update(_) => ("UPDATE", pg_sys::ACL_UPDATE),
+        Act::Insert(_) if row.is_some() => ("UPDATE", pg_sys::ACL_UPDATE),
+        Act::Insert(_) => ("INSERT", pg_sys::ACL_INSERT),
+        Act::Delete => ("DELETE", pg_sys::ACL_DELETE),
+    };
+    security::require_table_privileges(
+        caller,
+        e.relid,
+        &e.table,
+        &[("SELECT", pg_sys::ACL_SELECT), (name, mode)],
+        &format!(
+            "resolve conflict {conflict_id} of \"{}\".\"{}\"",
+            e.system, e.entity_type
+        ),
+    );
+    let one = |m: Map<String, Value>| Map::from_iter([(key.clone(), Value::Object(m))]);
+    match act {
+        Act::Nothing => {}
+        Act::Update(m) => {
+            if row.is_none() {
+                fail(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    &format!("the row \"{key}\" of sync conflict {conflict_id} was deleted since; resolve it with 'target'"),
+                );
+            }
+            update_rows(&e, one(m));
+        }
+        Act::Insert(m) if row.is_some() => update_rows(&e, one(m)),
+        Act::Insert(m) => {
+            let cols: Vec<String> = m.keys().cloned().collect();
+            insert_rows(&e, &cols, one(m));
+        }
+        Act::Delete => delete_rows(&e, std::slice::from_ref(&key)),
+    }
+    let resolved_value = match choice {
+        "source" => c.client_value.clone(),
+        "merged" => Value::Object(merged.unwrap_or_default()),
+        _ => row.map_or(Value::Null, |r| {
+            Value::Object(
+                c.fields
+                    .iter()
+                    .map(|f| (f.clone(), r.get(f).cloned().unwrap_or(Value::Null)))
+                    .collect(),
+            )
+        }),
+    };
+    db::run(
+        &format!(
+            "UPDATE {schema}.sync_conflicts SET resolution = $2, resolved_value = $3, resolved_at = now(),
+                    resolved_by = $4
+              WHERE id = $1"
+        ),
+        &[
+            conflict_id.into(),
+            choice.into(),
+            jsonb_arg(resolved_value.clone()).into(),
+            caller_name.into(),
+        ],
+    );
+    Some(JsonB(json!({
+        "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
+        "entity_id": key, "endpoint_id": e.id,
+    })))
+}
