@@ -300,9 +300,21 @@ fn delete_batch(sql: &str) -> i64 {
 fn sync_prune(keep: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
     let schema = crate::ext_schema();
     let keep = match keep {
-        Some(i) => crate::quote_literal(
-            &crate::db::one::<String>("SELECT $1::text", &[i.into()]).unwrap_or_default(),
-        ),
+        Some(i) => {
+            let (text, negative) = crate::db::two::<String, bool>(
+                "SELECT $1::text, $1 < interval '0'",
+                &[i.into()],
+            )
+            .unwrap_or((None, None));
+            let text = text.unwrap_or_default();
+            if negative == Some(true) {
+                crate::fail(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    &format!("sync_prune: keep must not be negative (got {text}); e.g. '1 day', or NULL for sync_engine.log_retention"),
+                );
+            }
+            crate::quote_literal(&text)
+        }
         None => format!("'{} hours'", guc::LOG_RETENTION_HOURS.get()),
     };
     let batch = guc::PRUNE_BATCH.get() as i64;
