@@ -7,6 +7,9 @@ mod dump;
 pub mod engine;
 #[cfg(test)]
 mod launcher;
+mod notify;
+#[cfg(test)]
+pub mod receiver;
 mod security;
 #[cfg(test)]
 pub mod throwaway;
