@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(d["config_name"], "ne");
         assert_eq!(d["status"], "success");
         assert_eq!(d["synced"], run["synced"]);
-        assert_eq!(d["created"], 1);
+        assert_eq!(d["created"], run["created"]);
         assert!(d.get("error").is_some(), "error is present (null): {d}");
         assert_eq!(
             count(&format!(
@@ -419,7 +419,8 @@ mod delivery {
         assert_eq!(ev["data"]["source_id"], "1");
         assert_eq!(ev["data"]["fields"], serde_json::json!(["v"]));
         assert_eq!(ev["data"]["resolution"], "pending");
-        assert_eq!(ev["data"]["source_value"]["v"], "crm side");
+        assert_eq!(ev["data"]["source_value"], "crm side");
+        assert_eq!(ev["data"]["target_value"], "hub side");
         value(
             &mut c,
             &format!("SELECT sync_resolve_conflict({conflict}, 'source')"),
@@ -483,11 +484,14 @@ mod delivery {
         );
         let mut c = t.connect("postgres");
         // a long schedule from the server options, shortened by a reload
-        c.batch_execute(
-            "ALTER SYSTEM SET sync_engine.webhook_retry_schedule = '1h';
-             SELECT pg_reload_conf();",
-        )
-        .unwrap();
+        let reload = |c: &mut postgres::Client, schedule: &str| {
+            c.batch_execute(&format!(
+                "ALTER SYSTEM SET sync_engine.webhook_retry_schedule = '{schedule}'"
+            ))
+            .unwrap();
+            c.batch_execute("SELECT pg_reload_conf()").unwrap();
+        };
+        reload(&mut c, "1h");
         let fast = Receiver::start();
         let hanging = Receiver::start();
         hanging.default_reply(Reply::Hang(Duration::from_secs(3)));
@@ -499,11 +503,7 @@ mod delivery {
         let hang_hook = add_webhook(&mut c, &hanging.url(), "'run.completed'");
         let dead_hook = add_webhook(&mut c, &dead_url, "'run.completed'");
         let gone_hook = add_webhook(&mut c, &gone.url(), "'run.completed'");
-        c.batch_execute(
-            "ALTER SYSTEM SET sync_engine.webhook_retry_schedule = '100ms,200ms';
-             SELECT pg_reload_conf();",
-        )
-        .unwrap();
+        reload(&mut c, "100ms,200ms");
         assert_eq!(
             t.wait(
                 "postgres",
