@@ -262,10 +262,8 @@ impl Notifier {
             && !self.stream_in_flight
             && self.stream_retry_at.is_none_or(|t| Instant::now() >= t);
         let read = in_txn(|| {
-            let ext = db::one::<String>(crate::worker::EXT_SCHEMA_SQL, &[]);
-            if ext.is_none() {
-                return None;
-            }
+            // gone: DROP EXTENSION
+            db::one::<String>(crate::worker::EXT_SCHEMA_SQL, &[])?;
             if tick {
                 available::tick(&schema);
             }

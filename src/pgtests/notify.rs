@@ -499,6 +499,9 @@ mod delivery {
         let dead_url = format!("http://127.0.0.1:{dead_port}/hook");
         let gone = Receiver::start();
         gone.default_reply(Reply::Status(410));
+        let busy = Receiver::start();
+        busy.script(&[Reply::RetryAfter(503, "1".into())]);
+        add_webhook(&mut c, &busy.url(), "'run.completed'");
         add_webhook(&mut c, &fast.url(), "'run.completed', 'delivery.dead'");
         let hang_hook = add_webhook(&mut c, &hanging.url(), "'run.completed'");
         let dead_hook = add_webhook(&mut c, &dead_url, "'run.completed'");
@@ -544,6 +547,22 @@ mod delivery {
         assert!(
             slowest < Duration::from_millis(1000),
             "sync_execute took {slowest:?}"
+        );
+        // a 503 with Retry-After: 1 is retried after a second, not after the schedule's 100 ms
+        let first = busy.wait_for(10, |q| {
+            q.len() >= 2
+                && q[1..]
+                    .iter()
+                    .any(|x| x.header("webhook-id") == q[0].header("webhook-id"))
+        });
+        let again = first[1..]
+            .iter()
+            .find(|x| x.header("webhook-id") == first[0].header("webhook-id"))
+            .expect("the 503 is retried");
+        let gap = again.at - first[0].at;
+        assert!(
+            gap >= Duration::from_millis(950) && gap < Duration::from_secs(3),
+            "Retry-After honoured: {gap:?}"
         );
         // the hanging receiver's attempts time out
         let e = t.wait(
