@@ -480,7 +480,7 @@ mod delivery {
         let t = cluster(
             "/var/tmp/se_notify_dead",
             56410,
-            "-c sync_engine.webhook_timeout=700 -c sync_engine.webhook_connect_timeout=300",
+            "-c sync_engine.webhook_timeout=1500 -c sync_engine.webhook_connect_timeout=300",
         );
         let mut c = t.connect("postgres");
         // a long schedule from the server options, shortened by a reload
@@ -502,8 +502,9 @@ mod delivery {
         let busy = Receiver::start();
         busy.script(&[Reply::RetryAfter(503, "1".into())]);
         add_webhook(&mut c, &busy.url(), "'run.completed'");
-        add_webhook(&mut c, &fast.url(), "'run.completed', 'delivery.dead'");
+        // (the hanging one first: its deliveries come before the fast one's)
         let hang_hook = add_webhook(&mut c, &hanging.url(), "'run.completed'");
+        add_webhook(&mut c, &fast.url(), "'run.completed', 'delivery.dead'");
         let dead_hook = add_webhook(&mut c, &dead_url, "'run.completed'");
         let gone_hook = add_webhook(&mut c, &gone.url(), "'run.completed'");
         reload(&mut c, "100ms,200ms");
@@ -540,7 +541,7 @@ mod delivery {
                 .map(|x| x.at);
             let lag = arrived.map(|a| a.saturating_duration_since(started));
             assert!(
-                lag.is_some_and(|l| l < Duration::from_millis(1500)),
+                lag.is_some_and(|l| l < Duration::from_millis(1000)),
                 "run {run} reached the fast receiver in {lag:?} while another one hangs"
             );
         }
