@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const NOTIFIER_NAME: &str = "sync_engine notifier";
 /// Requests queued or in flight per receiver, per sender thread.
-const QUEUE_PER_THREAD: usize = 16;
+const QUEUE_PER_THREAD: usize = 64;
 /// Events per Redis batch.
 const STREAM_BATCH: i64 = 500;
 /// The poll of the outcome channels while requests are in flight.

@@ -188,6 +188,43 @@ mod tests {
     }
 
     #[pg_test]
+    fn delivered_rows_are_pruned_after_the_retention_and_dead_ones_kept() {
+        let hook = Spi::get_one::<i64>(&format!(
+            "SELECT sync_add_webhook({URL}, ARRAY['run.failed'])"
+        ))
+        .unwrap()
+        .unwrap();
+        // sync_engine.deliveries_retention: 168 hours by default
+        Spi::run(&format!(
+            "INSERT INTO sync_outbox (id, event_type, payload, created_at) VALUES
+                 (-1, 'run.failed', '{{}}', now() - interval '200 hours'),
+                 (-2, 'run.failed', '{{}}', now() - interval '200 hours'),
+                 (-3, 'run.failed', '{{}}', now() - interval '1 hour');
+             INSERT INTO sync_deliveries (webhook_id, event_id, event_type, status, delivered_at) VALUES
+                 ({hook}, -1, 'run.failed', 'delivered', now() - interval '200 hours'),
+                 ({hook}, -2, 'run.failed', 'dead', NULL),
+                 ({hook}, -3, 'run.failed', 'delivered', now() - interval '1 hour');"
+        ))
+        .unwrap();
+        let schema = crate::ext_schema();
+        for sql in crate::notify::prune_sql(&schema, 100) {
+            Spi::run(&sql).unwrap();
+        }
+        assert_eq!(
+            text("SELECT string_agg(event_id || ':' || status, ' ' ORDER BY event_id) FROM sync_deliveries WHERE event_id < 0")
+                .unwrap(),
+            "-3:delivered -2:dead",
+            "the old delivered row is pruned; the dead and the recent ones stay"
+        );
+        assert_eq!(
+            text("SELECT string_agg(id::text, ' ' ORDER BY id) FROM sync_outbox WHERE id < 0")
+                .unwrap(),
+            "-3 -2",
+            "an old event with no delivery left goes too"
+        );
+    }
+
+    #[pg_test]
     fn events_are_written_with_the_run_and_only_when_wanted() {
         Spi::run(
             "CREATE TABLE ne_a (id int PRIMARY KEY, v text);
