@@ -10,7 +10,7 @@
 #      ROUNDS alternating rounds of each, wall time of the statement on the server clock;
 #      ratio = median(3 subscriptions) / median(0).                target <= 1.05
 #
-#   EVENTS=20000  ROUNDS=25  SKIP_INSTALL=1 (do not rebuild/install first)
+#   EVENTS=20000  ROUNDS=41  SKIP_INSTALL=1 (do not rebuild/install first)
 # Run under the test lock: flock /tmp/sync_engine_pgtest.lock bash bench/notify_bench.sh
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -18,7 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$REPO_ROOT"
 
 EVENTS=${EVENTS:-20000}
-ROUNDS=${ROUNDS:-25}
+ROUNDS=${ROUNDS:-41}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/se_notify_bench}
 BENCH_PORT=${BENCH_PORT:-56430}
 for v in EVENTS ROUNDS; do
