@@ -136,7 +136,8 @@ CREATE TRIGGER sync_runs_notify_update AFTER UPDATE ON sync_runs
 CREATE FUNCTION sync_conflicts_notify_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp AS $$
 BEGIN
-    IF sync_event_wanted('conflict.created') THEN
+    -- a statement trigger also fires for an INSERT of no rows
+    IF EXISTS (SELECT 1 FROM sync_conflict_rows_new) AND sync_event_wanted('conflict.created') THEN
         PERFORM sync_emit('conflict.created', ARRAY(
             SELECT jsonb_build_object('conflict_id', n.id) || (to_jsonb(n) - 'id')
               FROM sync_conflict_rows_new n ORDER BY n.id));
