@@ -503,6 +503,31 @@ mod delivery {
             ),
         );
         assert_eq!(n, "10,11,12", "the window holds the three changes");
+
+        // a scheduled run that fails: its transaction aborts, the worker records the
+        // failure in a transaction of its own, and that raises run.failed
+        let failures = Receiver::start();
+        add_webhook(&mut c, &failures.url(), "'run.failed'");
+        c.batch_execute(
+            "CREATE TABLE f1 (id int PRIMARY KEY, v text); CREATE TABLE f2 (id int PRIMARY KEY, v text);
+             SELECT sync_register_table('f1', 'z', 'f1'), sync_register_table('f2', 'z', 'f2');
+             SELECT sync_create_config('fails', 'f1', 'f2', 'z', sync_interval => '1 hour');
+             ALTER TABLE f2 DROP COLUMN v;
+             INSERT INTO f1 VALUES (1, 'x');",
+        )
+        .unwrap();
+        let got = failures.wait_for(15, |q| !q.is_empty());
+        let ev = got.first().expect("a run.failed event").json();
+        assert_eq!(ev["type"], "run.failed");
+        assert_eq!(ev["data"]["status"], "failed");
+        assert_eq!(ev["data"]["config_name"], "fails");
+        assert_eq!(ev["data"]["started_by"], "worker");
+        assert!(
+            ev["data"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains('v')),
+            "{ev}"
+        );
     }
 
     fn chrono_now() -> i64 {
