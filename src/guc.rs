@@ -138,6 +138,7 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    crate::notify::settings::init();
 }
 
 /// The value of a string setting, None when unset.

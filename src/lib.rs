@@ -23,6 +23,7 @@ pub mod launcher;
 pub mod mapping;
 pub mod merge;
 pub mod offline;
+pub mod notify;
 pub mod origin;
 pub mod rowjson;
 pub mod security;
@@ -32,12 +33,14 @@ pub mod worker;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/notify.sql", name = "notify", requires = ["schema"]);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
     capture::init();
     worker::register();
+    notify::init();
 }
 
 /// Raise an ERROR with a SQLSTATE a caller can match on.

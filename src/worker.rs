@@ -118,8 +118,10 @@ pub extern "C-unwind" fn sync_engine_scheduler_main(arg: pg_sys::Datum) {
                     log!("{WORKER_NAME} started in database \"{db}\"");
                     announced = true;
                 }
+                let schema = crate::capture::quote_ident(&schema);
+                // the notifier delivers events whether or not scheduled runs are enabled
+                crate::notify::deliver::ensure_running(&schema);
                 if guc::ENABLED.get() {
-                    let schema = crate::capture::quote_ident(&schema);
                     if !recovered {
                         recovered = mark_dead_runs(&schema);
                     }
@@ -153,7 +155,7 @@ pub extern "C-unwind" fn sync_engine_scheduler_main(arg: pg_sys::Datum) {
     }
 }
 
-const EXT_SCHEMA_SQL: &str = "SELECT n.nspname::text FROM pg_extension e \
+pub(crate) const EXT_SCHEMA_SQL: &str = "SELECT n.nspname::text FROM pg_extension e \
      JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'sync_engine'";
 
 /// Runs left 'running' by a session or worker that died: nobody holds their config's
@@ -336,11 +338,12 @@ fn sync_prune(keep: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
 fn prune(schema: &str) {
     let batch = guc::PRUNE_BATCH.get() as i64;
     let keep = format!("'{} hours'", guc::LOG_RETENTION_HOURS.get());
-    let steps = [
+    let mut steps = vec![
         crate::offline::prune::with_horizon(schema, &prune_log_sql(schema, &keep, batch)),
         prune_runs_sql(schema, guc::RUNS_RETENTION_DAYS.get(), batch),
         crate::offline::prune::push_ids_sql(schema, batch),
     ];
+    steps.extend(crate::notify::prune_sql(schema, batch));
     for sql in steps {
         for _ in 0..100 {
             if stopping() {

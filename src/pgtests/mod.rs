@@ -9,6 +9,9 @@ pub mod engine;
 #[cfg(test)]
 mod launcher;
 mod offline;
+mod notify;
+#[cfg(test)]
+pub mod receiver;
 mod security;
 #[cfg(test)]
 pub mod throwaway;
