@@ -51,7 +51,7 @@ pub fn fail(code: PgSqlErrorCode, msg: &str) -> ! {
 /// The schema the extension was created in, quoted for use in SQL text.
 pub fn ext_schema() -> String {
     let s = db::one::<String>(
-        "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
+        "SELECT n.nspname::text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
          WHERE e.extname = 'sync_engine'",
         &[],
     )

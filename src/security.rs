@@ -5,11 +5,40 @@
 //!   index expression on the table gains nothing its owner did not already have.
 //! - The extension's own bookkeeping (configs, links, runs, conflicts, change_log) runs
 //!   as the extension's owner (`as_extension_owner`), whoever called, after the caller's
-//!   rights were checked (`require_*`).
+//!   rights were checked (`require_*`), with `search_path` set to `pg_catalog`, the
+//!   extension's schema and `pg_temp` (in that order): no function or operator the
+//!   caller put on its path can stand in for a built-in while the owner's rights apply.
+//!   User code reached from there (the writes under `as_table_owner`) gets the caller's
+//!   `search_path` back, as before.
 
 use crate::{db, fail};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+
+thread_local! {
+    /// The caller's `search_path` while `as_extension_owner` runs with its own (None
+    /// outside it): what user code under `as_table_owner` sees.
+    static CALLER_PATH: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+/// Set `search_path` to `value` at the current GUC nest level, undone when the level is
+/// popped (as a function's `SET` clause is).
+fn set_search_path(value: &CStr) {
+    unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
 
 /// The role the session acts as now (`current_user`).
 pub fn current_user() -> pg_sys::Oid {
@@ -74,6 +103,12 @@ fn switch_to<R>(role: pg_sys::Oid, extra: u32, f: impl FnOnce() -> R) -> R {
         sec_context,
         guc_level: restricted.then(|| unsafe { pg_sys::NewGUCNestLevel() }),
     };
+    if restricted {
+        // user code (triggers, defaults) resolves names as it did for the caller
+        if let Some(path) = CALLER_PATH.with(|c| c.borrow().clone()) {
+            set_search_path(&path);
+        }
+    }
     unsafe {
         pg_sys::SetUserIdAndSecContext(
             role,
@@ -97,10 +132,38 @@ pub fn as_table_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 /// caller's rights have been checked.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
+    let schema = crate::ext_schema();
+    let caller_path = unsafe {
+        let p = pg_sys::GetConfigOption(c"search_path".as_ptr(), false, false);
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_owned())
+    };
+    let _restore = OwnPath {
+        level: unsafe { pg_sys::NewGUCNestLevel() },
+        prev: CALLER_PATH.with(|c| c.replace(caller_path)),
+    };
+    let own = CString::new(format!("pg_catalog, {schema}, pg_temp")).expect("no NUL in a name");
+    set_search_path(&own);
     if owner == current_user() {
         return f();
     }
     switch_to(owner, 0, f)
+}
+
+/// Undoes `as_extension_owner`'s `search_path` (and puts back the outer caller path).
+struct OwnPath {
+    level: i32,
+    prev: Option<CString>,
+}
+
+impl Drop for OwnPath {
+    fn drop(&mut self) {
+        // on an ERROR the (sub)transaction's abort pops the GUC level itself
+        if !std::thread::panicking() {
+            unsafe { pg_sys::AtEOXact_GUC(true, self.level) };
+        }
+        let prev = self.prev.take();
+        CALLER_PATH.with(|c| *c.borrow_mut() = prev);
+    }
 }
 
 /// A role's name (its OID as text if it no longer exists).

@@ -85,7 +85,25 @@ fn privilege(op: Operation) -> (&'static str, u32) {
     }
 }
 
+/// Errors that say "try again", not "this row is wrong": a serialization failure, a
+/// deadlock, a lock timeout.
+fn is_transient(sqlstate: &str) -> bool {
+    matches!(sqlstate, "40001" | "40P01" | "55P03")
+}
+
 fn require(caller: pg_sys::Oid, e: &Endpoint, ops: impl Iterator<Item = Operation>) {
+    // the writes run as the table's owner, past its policies: a caller that row-level
+    // security restricts could otherwise change rows it cannot see
+    if unsafe { pg_sys::check_enable_rls(e.relid, caller, true) } == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+        crate::fail(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            &format!(
+                "sync_push: {} has row-level security enabled for role {}; sync_push does not apply row-level security policies, so it refuses to write there (push as a role the policies do not restrict, or disable them for it)",
+                e.table,
+                security::role_name(caller)
+            ),
+        );
+    }
     let mut privs = vec![("SELECT", pg_sys::ACL_SELECT)];
     for op in ops {
         let p = privilege(op);
@@ -571,6 +589,17 @@ fn apply_segment(
                 if let Some(w) = &p.write {
                     let key = items[*i].ch.entity_id.as_str();
                     if let Err(err) = subxact::run_for_rows(|| write_all(e, &[(key, w)])) {
+                        if is_transient(&err.sqlstate) {
+                            // remembered as rejected, the change would be dropped by a
+                            // client that re-sends it; failing the call lets it retry
+                            crate::fail(
+                                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                                &format!(
+                                    "sync_push: change {:?} (entity {key}) hit a transient error ({}: {}); nothing of this batch was applied, send it again",
+                                    items[*i].ch.id, err.sqlstate, err.message
+                                ),
+                            );
+                        }
                         failed.insert(*i, err);
                     }
                 }
