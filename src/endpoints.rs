@@ -285,20 +285,33 @@ fn sync_register_table(
         .map(|a| quote_literal(a))
         .collect::<Vec<_>>()
         .join(", ");
+        // schema-qualified: the statement runs with the extension owner's search_path
+        let table = qualified_name(relid);
         Spi::run(&format!(
-            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {relname} \
+            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {table} \
              FOR EACH ROW EXECUTE FUNCTION {schema}.sync_capture({args})",
             quote_ident(TRIGGER_NAME)
         ))
         .unwrap_or_else(|e| spi_fail(e));
         Spi::run(&format!(
-            "CREATE TRIGGER {} BEFORE TRUNCATE ON {relname} \
+            "CREATE TRIGGER {} BEFORE TRUNCATE ON {table} \
              FOR EACH STATEMENT EXECUTE FUNCTION {schema}.sync_refuse_truncate()",
             quote_ident(TRUNCATE_TRIGGER_NAME)
         ))
         .unwrap_or_else(|e| spi_fail(e));
         id
     })
+}
+
+/// `schema.table` of relation `relid`, each part quoted where needed, whatever the
+/// search_path.
+fn qualified_name(relid: pg_sys::Oid) -> String {
+    db::one::<String>(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        &[relid.into()],
+    )
+    .unwrap_or_default()
 }
 
 fn relation_name(relid: pg_sys::Oid) -> String {

@@ -303,11 +303,9 @@ fn sync_prune(keep: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
     let schema = crate::ext_schema();
     let keep = match keep {
         Some(i) => {
-            let (text, negative) = crate::db::two::<String, bool>(
-                "SELECT $1::text, $1 < interval '0'",
-                &[i.into()],
-            )
-            .unwrap_or((None, None));
+            let (text, negative) =
+                crate::db::two::<String, bool>("SELECT $1::text, $1 < interval '0'", &[i.into()])
+                    .unwrap_or((None, None));
             let text = text.unwrap_or_default();
             if negative == Some(true) {
                 crate::fail(

@@ -346,8 +346,8 @@ impl Notifier {
                 )
                 .unwrap_or(false);
                 let served = db::one::<bool>(
-                    "SELECT EXISTS (SELECT 1 FROM sync_worker_states() s
-                                     WHERE s.datid = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                    &format!("SELECT EXISTS (SELECT 1 FROM {schema}.sync_worker_states() s
+                                     WHERE s.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))"),
                     &[],
                 );
                 let idle = enabled.is_empty() && !stream_pending;
@@ -470,7 +470,9 @@ pub extern "C-unwind" fn sync_engine_notifier_main(arg: pg_sys::Datum) {
         stream_in_flight: false,
         stream_retry_at: None,
         stream_warned: false,
-        schedule: vec![],
+        // a malformed setting at start keeps the default, as a reload keeps the previous
+        schedule: schedule::parse_schedule(schedule::DEFAULT_SCHEDULE)
+            .expect("the default schedule parses"),
         schedule_text: String::from("\0"),
         last_tick: None,
         next_read: Instant::now(),

@@ -78,7 +78,7 @@ impl Pool {
             for _ in 0..limits.threads.max(1) {
                 let rx = Arc::clone(&rx);
                 let out = outcomes.clone();
-                std::thread::spawn(move || sender_thread(rx, out, limits));
+                super::spawn_without_signals(move || sender_thread(rx, out, limits));
             }
             Senders { jobs: tx, limits }
         });

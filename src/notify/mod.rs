@@ -198,3 +198,21 @@ pub fn prune_sql(schema: &str, batch: i64) -> Vec<String> {
         ),
     ]
 }
+
+/// Start a helper thread (HTTP or Redis I/O) with every signal blocked, so that the
+/// server's signal handlers (SIGALRM for timeouts, SIGTERM, SIGHUP, latch SIGUSR1) only
+/// ever run on the main thread. Threads it starts (e.g. DNS resolvers) inherit the mask.
+pub fn spawn_without_signals<F>(f: F) -> std::thread::JoinHandle<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
+        let handle = std::thread::spawn(f);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        handle
+    }
+}

@@ -36,7 +36,7 @@ impl Default for Streamer {
     fn default() -> Self {
         let (batches, rx) = channel::<(Target, Vec<Entry>)>();
         let (tx, results) = channel();
-        std::thread::spawn(move || stream_thread(rx, tx));
+        super::spawn_without_signals(move || stream_thread(rx, tx));
         Streamer { batches, results }
     }
 }

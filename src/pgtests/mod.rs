@@ -8,8 +8,8 @@ mod dump;
 pub mod engine;
 #[cfg(test)]
 mod launcher;
-mod offline;
 mod notify;
+mod offline;
 #[cfg(test)]
 pub mod receiver;
 mod security;

@@ -252,4 +252,73 @@ mod tests {
             json!("a")
         );
     }
+
+    /// A role that may push puts a function on its search_path that matches a call the
+    /// extension makes while acting as its owner (`unnest(text[])`, exactly, beats
+    /// pg_catalog's polymorphic one wherever it is on the path). It must not run.
+    #[test]
+    fn a_function_on_the_callers_search_path_does_not_run_as_the_extension_owner() {
+        let mut db = Db::new();
+        fresh_role(&mut db, "sp_dev");
+        db.exec(
+            "DROP SCHEMA IF EXISTS sp CASCADE;
+             CREATE SCHEMA sp;
+             CREATE TABLE sp.t (id int PRIMARY KEY, v text);
+             INSERT INTO sp.t VALUES (1, 'a');
+             GRANT USAGE ON SCHEMA sp TO sp_dev;
+             GRANT SELECT, UPDATE ON sp.t TO sp_dev;
+             SELECT sync_register_table('sp_t', 'x', 'sp.t');
+             CREATE SCHEMA sp_evil AUTHORIZATION sp_dev;",
+        );
+        db.exec(
+            "SET ROLE sp_dev;
+             CREATE FUNCTION sp_evil.unnest(text[]) RETURNS SETOF text LANGUAGE sql AS
+               $f$ ALTER ROLE sp_dev SUPERUSER; SELECT x FROM pg_catalog.unnest($1) x $f$;
+             CREATE FUNCTION sp_evil.jsonb_object_keys(jsonb) RETURNS SETOF text LANGUAGE sql AS
+               $f$ ALTER ROLE sp_dev SUPERUSER; SELECT x FROM pg_catalog.jsonb_object_keys($1) x $f$;
+             SELECT set_config('search_path', 'sp_evil, ' || current_setting('search_path'), false);",
+        );
+        let r = db.json(
+            r#"SELECT sync_push('sp_t', 'x', '[{"id": "c1", "entity_id": "1", "operation": "update",
+                 "changed_at": "2026-01-01T00:00:00Z", "fields": {"v": {"old": "a", "new": "b"}}}]', 'dev1') AS r"#,
+        )["r"]
+            .clone();
+        db.exec("RESET ROLE; RESET search_path;");
+        assert_eq!(r["applied"], 1, "{r}");
+        assert_eq!(is_superuser(&mut db, "sp_dev"), json!(false));
+        assert_eq!(db.json("SELECT v FROM sp.t WHERE id = 1")["v"], "b");
+    }
+
+    /// sync_push writes as the table's owner, past row-level security: a caller the
+    /// table's policies restrict is refused, not let through.
+    #[test]
+    fn sync_push_refuses_a_caller_that_row_level_security_restricts() {
+        let mut db = Db::new();
+        fresh_role(&mut db, "sp_rls");
+        db.exec(
+            "DROP SCHEMA IF EXISTS sp_r CASCADE;
+             CREATE SCHEMA sp_r;
+             CREATE TABLE sp_r.t (id int PRIMARY KEY, v text, owner_role text);
+             INSERT INTO sp_r.t VALUES (1, 'mine', 'sp_rls'), (2, 'not mine', 'someone');
+             ALTER TABLE sp_r.t ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY own ON sp_r.t USING (owner_role = current_user);
+             GRANT USAGE ON SCHEMA sp_r TO sp_rls;
+             GRANT SELECT, UPDATE ON sp_r.t TO sp_rls;
+             SELECT sync_register_table('sp_r_t', 'x', 'sp_r.t');",
+        );
+        let e = db.err(
+            r#"SET ROLE sp_rls;
+               SELECT sync_push('sp_r_t', 'x', '[{"id": "c1", "entity_id": "2", "operation": "update",
+                 "changed_at": "2026-01-01T00:00:00Z", "fields": {"v": {"old": "not mine", "new": "taken"}}}]', 'd1')"#,
+        );
+        db.exec("RESET ROLE");
+        assert_eq!(
+            e,
+            "42501: sync_push: sp_r.t has row-level security enabled for role sp_rls; sync_push does not apply row-level security policies, so it refuses to write there (push as a role the policies do not restrict, or disable them for it)"
+        );
+        assert_eq!(
+            db.json("SELECT v FROM sp_r.t WHERE id = 2")["v"],
+            "not mine"
+        );
+    }
 }
