@@ -365,6 +365,24 @@ fn resolve(
         ),
         None => Value::Null,
     };
+    record_resolution(&schema, conflict_id, choice, &resolved_value, caller_name);
+    drop(tagged);
+    JsonB(json!({
+        "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
+        "source_id": source_id, "target_id": target_id, "deleted": decided.is_none(),
+    }))
+}
+
+/// Mark conflict `conflict_id` resolved: `choice`, the value that was kept, who and when.
+/// Writes sync_conflicts (in the caller's transaction). Shared by config and push
+/// conflicts.
+pub fn record_resolution(
+    schema: &str,
+    conflict_id: i64,
+    choice: &str,
+    resolved_value: &Value,
+    caller_name: &str,
+) {
     db::run(
         &format!(
             "UPDATE {schema}.sync_conflicts SET resolution = $2, resolved_value = $3, resolved_at = now(),
@@ -378,9 +396,4 @@ fn resolve(
             caller_name.into(),
         ],
     );
-    drop(tagged);
-    JsonB(json!({
-        "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
-        "source_id": source_id, "target_id": target_id, "deleted": decided.is_none(),
-    }))
 }

@@ -11,9 +11,9 @@
 //! every config, the pushing client included. The caller needs SELECT and the write's
 //! privilege (UPDATE, INSERT or DELETE) on the table.
 
-use crate::db::{self, spi_fail};
+use crate::db::spi_fail;
 use crate::endpoints;
-use crate::engine::{delete_rows, insert_rows, jsonb_arg, load_rows, update_rows};
+use crate::engine::{delete_rows, insert_rows, load_rows, update_rows};
 use crate::security;
 use crate::{ext_schema, fail};
 use pgrx::prelude::*;
@@ -192,19 +192,7 @@ pub fn try_resolve(
             )
         }),
     };
-    db::run(
-        &format!(
-            "UPDATE {schema}.sync_conflicts SET resolution = $2, resolved_value = $3, resolved_at = now(),
-                    resolved_by = $4
-              WHERE id = $1"
-        ),
-        &[
-            conflict_id.into(),
-            choice.into(),
-            jsonb_arg(resolved_value.clone()).into(),
-            caller_name.into(),
-        ],
-    );
+    crate::conflicts::record_resolution(&schema, conflict_id, choice, &resolved_value, caller_name);
     Some(JsonB(json!({
         "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
         "entity_id": key, "endpoint_id": e.id,

@@ -12,9 +12,19 @@ mod tests {
     use super::cluster;
 
     fn ids(c: &mut postgres::Client, since: Option<&str>, until: &str) -> Vec<String> {
+        ids_of(c, "conc", since, until)
+    }
+
+    /// Entity ids of `system`'s changes in the window (since, until], in id order.
+    fn ids_of(
+        c: &mut postgres::Client,
+        system: &str,
+        since: Option<&str>,
+        until: &str,
+    ) -> Vec<String> {
         c.query(
-            "SELECT entity_id FROM sync_changes($1, $2, 'conc') ORDER BY id",
-            &[&since, &until],
+            "SELECT entity_id FROM sync_changes($1, $2, $3) ORDER BY id",
+            &[&since, &until, &system],
         )
         .unwrap()
         .iter()
@@ -94,15 +104,8 @@ mod tests {
              SELECT sync_register_table('conc_own', 't', 'conc_own');",
         )
         .unwrap();
-        let ids = |c: &mut postgres::Client, since: Option<&str>, until: &str| -> Vec<String> {
-            c.query(
-                "SELECT entity_id FROM sync_changes($1, $2, 'conc_own') ORDER BY id",
-                &[&since, &until],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect()
+        let ids = |c: &mut postgres::Client, since: Option<&str>, until: &str| {
+            ids_of(c, "conc_own", since, until)
         };
         own.batch_execute("BEGIN; INSERT INTO conc_own VALUES (1, 'own');")
             .unwrap();
