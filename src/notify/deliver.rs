@@ -17,6 +17,7 @@
 
 use super::http::{Job, Limits, Outcome, Pool};
 use super::schedule::{self, Next};
+use super::sign;
 use super::stream::{Entry, Streamer, Target};
 use super::{available, settings};
 use crate::db;
@@ -123,6 +124,10 @@ struct InFlight {
     webhook_id: i64,
     attempts: i32,
 }
+
+/// The first 16 hex digits of this database's sync_instance id (SQL, alias `i`): part of
+/// every webhook-id, so ids never repeat after DROP/CREATE EXTENSION or a restore.
+const INSTANCE_HEX: &str = "left(replace(i.id::text, '-', ''), 16)";
 
 struct Notifier {
     schema: String,
@@ -271,7 +276,8 @@ impl Notifier {
                 let t = c
                     .select(
                         &format!(
-                            "SELECT d.id, d.webhook_id, w.url, w.secret, d.event_id, e.payload::text, d.attempts
+                            "SELECT d.id, d.webhook_id, w.url, w.secret, d.event_id, e.payload::text, d.attempts,
+                                    (SELECT {INSTANCE_HEX} FROM {schema}.sync_instance i)
                                FROM {schema}.sync_webhooks w
                               CROSS JOIN LATERAL (
                                     SELECT d.id, d.webhook_id, d.event_id, d.attempts FROM {schema}.sync_deliveries d
@@ -294,6 +300,10 @@ impl Notifier {
                             url: r.get::<String>(3).ok().flatten().unwrap_or_default(),
                             secret: r.get::<String>(4).ok().flatten().unwrap_or_default(),
                             event_id: r.get::<i64>(5).ok().flatten().unwrap_or_default(),
+                            message_id: sign::message_id(
+                                &r.get::<String>(8).ok().flatten().unwrap_or_default(),
+                                r.get::<i64>(5).ok().flatten().unwrap_or_default(),
+                            ),
                             body: r.get::<String>(6).ok().flatten().unwrap_or_default(),
                         },
                         r.get::<i32>(7).ok().flatten().unwrap_or_default(),
@@ -315,8 +325,8 @@ impl Notifier {
                     let t = c
                         .select(
                             &format!(
-                                "SELECT id, event_type, payload::text FROM {schema}.sync_outbox
-                                  WHERE stream_pending ORDER BY id LIMIT {STREAM_BATCH}"
+                                "SELECT id, event_type, payload::text, (SELECT {INSTANCE_HEX} FROM {schema}.sync_instance i)
+                                   FROM {schema}.sync_outbox WHERE stream_pending ORDER BY id LIMIT {STREAM_BATCH}"
                             ),
                             None,
                             &[],
@@ -324,6 +334,10 @@ impl Notifier {
                         .unwrap_or_else(|e| db::spi_fail(e));
                     t.map(|r| Entry {
                         event_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+                        message_id: sign::message_id(
+                            &r.get::<String>(4).ok().flatten().unwrap_or_default(),
+                            r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+                        ),
                         event_type: r.get::<String>(2).ok().flatten().unwrap_or_default(),
                         payload: r.get::<String>(3).ok().flatten().unwrap_or_default(),
                     })

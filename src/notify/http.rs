@@ -19,6 +19,8 @@ pub struct Job {
     pub url: String,
     pub secret: String,
     pub event_id: i64,
+    /// the `webhook-id`: the same on every attempt of this event
+    pub message_id: String,
     pub body: String,
 }
 
@@ -134,7 +136,7 @@ fn post(agent: &ureq::Agent, job: &Job) -> Attempt {
         Ok(k) => k,
         Err(m) => return Attempt::Failed(m),
     };
-    let id = sign::message_id(job.event_id);
+    let id = job.message_id.clone();
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -64,8 +64,8 @@ pub fn verify(secret: &str, id: &str, timestamp: i64, body: &[u8], header: &str)
 }
 
 /// The `webhook-id` of an outbox event: the same on every retry and for every receiver.
-pub fn message_id(event_id: i64) -> String {
-    format!("evt_{event_id}")
+pub fn message_id(instance_hex: &str, event_id: i64) -> String {
+    format!("evt_{instance_hex}_{event_id}")
 }
 
 #[cfg(test)]
@@ -134,6 +134,9 @@ mod tests {
 
     #[test]
     fn message_ids_are_stable_per_event() {
-        assert_eq!(message_id(42), "evt_42");
+        assert_eq!(
+            message_id("0123456789abcdef", 42),
+            "evt_0123456789abcdef_42"
+        );
     }
 }

@@ -2,10 +2,9 @@
 //! says which got there. It never calls into PostgreSQL; while Redis is down its
 //! batches fail and the events stay in the outbox until a later batch gets through.
 //!
-//! Each entry: `id` (the webhook-id, `evt_<outbox id>`), `type`, `payload` (the JSON
+//! Each entry: `id` (the webhook-id, `evt_<instance>_<outbox id>`), `type`, `payload` (the JSON
 //! body a webhook receives). Trimmed with `MAXLEN ~ n` when n > 0.
 
-use super::sign;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
 
@@ -20,6 +19,8 @@ pub struct Target {
 /// One outbox event to add.
 pub struct Entry {
     pub event_id: i64,
+    /// the event's webhook-id
+    pub message_id: String,
     pub event_type: String,
     pub payload: String,
 }
@@ -90,7 +91,7 @@ fn stream_thread(batches: Receiver<(Target, Vec<Entry>)>, results: Sender<BatchR
             }
             cmd.arg("*")
                 .arg("id")
-                .arg(sign::message_id(e.event_id))
+                .arg(&e.message_id)
                 .arg("type")
                 .arg(&e.event_type)
                 .arg("payload")

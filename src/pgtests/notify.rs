@@ -358,7 +358,11 @@ mod delivery {
         let got = runs.wait_for(30, |r| r.len() >= 3);
         assert_eq!(got.len(), 3, "three attempts");
         let id = got[0].header("webhook-id").to_string();
-        assert!(id.starts_with("evt_"), "{id}");
+        let instance = value(
+            &mut c,
+            "SELECT left(replace(id::text, '-', ''), 16) FROM sync_instance",
+        );
+        assert!(id.starts_with(&format!("evt_{instance}_")), "{id}");
         for r in &got {
             assert_eq!(
                 r.header("webhook-id"),
