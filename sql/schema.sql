@@ -163,6 +163,8 @@ CREATE VIEW sync_workers AS SELECT * FROM sync_worker_states();
 -- Once the CREATE EXTENSION commits, the launcher starts this database's scheduler.
 CREATE FUNCTION sync_wake_launcher() RETURNS void
 VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'sync_wake_launcher_wrapper';
+-- waking the launcher is for the extension script (and its owner); nobody else needs it
+REVOKE EXECUTE ON FUNCTION sync_wake_launcher() FROM PUBLIC;
 SELECT sync_wake_launcher();
 
 -- For analysts and DBAs: one row per config with its last run, lag and open work.
