@@ -215,6 +215,27 @@ impl Notifier {
         }
         let schema = self.schema.clone();
         let r = in_txn(|| {
+            // a 410 first: the subscription is off before any delivery.dead is raised (it
+            // gets none), and its other pending deliveries are dead too (never sent now)
+            if !gone.is_empty() {
+                db::run(
+                    &format!(
+                        "UPDATE {schema}.sync_webhooks
+                            SET enabled = false,
+                                disabled_reason = 'the receiver answered 410 Gone at ' || clock_timestamp()::text || '; nothing more is delivered to it'
+                          WHERE id = ANY($1)"
+                    ),
+                    &[gone.clone().into()],
+                );
+                db::run(
+                    &format!(
+                        "UPDATE {schema}.sync_deliveries
+                            SET status = 'dead', last_error = 'not sent: the receiver answered 410 Gone to an earlier delivery'
+                          WHERE webhook_id = ANY($1) AND status = 'pending' AND NOT (id = ANY($2))"
+                    ),
+                    &[gone.into(), ids.clone().into()],
+                );
+            }
             db::run(
                 &format!(
                     "WITH done AS (
@@ -236,17 +257,6 @@ impl Notifier {
                 ),
                 &[ids.into(), status.into(), http.into(), error.into(), wait_ms.into()],
             );
-            if !gone.is_empty() {
-                db::run(
-                    &format!(
-                        "UPDATE {schema}.sync_webhooks
-                            SET enabled = false,
-                                disabled_reason = 'the receiver answered 410 Gone at ' || clock_timestamp()::text || '; nothing more is delivered to it'
-                          WHERE id = ANY($1)"
-                    ),
-                    &[gone.into()],
-                );
-            }
         });
         if let Err(e) = r {
             // the deliveries stay pending and are sent again (at least once)
