@@ -38,7 +38,7 @@ work=$(mktemp -d /tmp/se_notify_bench.XXXXXX)
 sink_pid=""
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-    [[ -n $sink_pid ]] && kill "$sink_pid" 2>/dev/null || true
+    if [[ -n $sink_pid ]]; then kill "$sink_pid" 2>/dev/null || true; fi
     bash scripts/cluster.sh stop "$BENCH_DIR" >/dev/null || true
     rm -rf -- "$work"
 }
