@@ -88,7 +88,7 @@ sql -c "SELECT sync_remove_webhook(id) FROM sync_webhooks" >/dev/null
 sql -c "TRUNCATE sync_deliveries, sync_outbox" -c "VACUUM ANALYZE"
 
 # --- 2. sync_execute with 0 vs 3 subscriptions -------------------------------------------
-sql <<SQL
+sql >/dev/null <<SQL
 CREATE TABLE src (id int PRIMARY KEY, name text, email text, score int);
 CREATE TABLE dst (id int PRIMARY KEY, name text, email text, score int);
 INSERT INTO src SELECT g, 'name ' || g, 'u' || g || '@example.com', 0 FROM generate_series(1, 100) g;

@@ -68,7 +68,7 @@ SQL
 build=$(release_build sql)
 bench_header offline_bench "$build" "ROWS=$ROWS BATCH=$BATCH ROUNDS=$ROUNDS BACKLOG=$BACKLOG PAGE=$PAGE"
 
-sql <<SQL
+sql >/dev/null <<SQL
 CREATE SCHEMA bench;
 CREATE TABLE bench.contacts (id int PRIMARY KEY, name text, phone text, score int);
 INSERT INTO bench.contacts SELECT g, 'name ' || g, 'p0-' || g, g % 100 FROM generate_series(1, $ROWS) g;

@@ -94,7 +94,7 @@ section() {
     echo
     echo '```text'
     # progress of the cluster script is noise here
-    grep -v -E '^==> cluster .* (started|stopped)|^==> stopping the previous cluster' "$out/$b.out" || true
+    grep -v -E '^==> cluster .* stopped|^==> stopping the previous cluster' "$out/$b.out" || true
     if [[ $rc != 0 ]]; then
         echo "--- FAILED (exit $rc); the end of its stderr:"
         tail -n 20 "$out/$b.err"
@@ -147,7 +147,7 @@ hdr() { awk -v k="$1:" '$1 == k { $1 = ""; sub(/^ +/, ""); print; exit }' "$out/
     echo "|---|---|---|---|---|---|"
     for b in "${BENCHES[@]}"; do
         when=$(awk '/^Run / { print $2, $6; exit }' "$out/$b.md" | tr -d ',')
-        grep '^RESULT ' "$out/$b.md" | sed -E 's/^RESULT name=([^ ]+) value=([^ ]+) target=([<>=]+)([^ ]+) (.*)$/\1 \2 \3 \4 \5/' |
+        { grep '^RESULT ' "$out/$b.md" || true; } | sed -E 's/^RESULT name=([^ ]+) value=([^ ]+) target=([<>=]+)([^ ]+) (.*)$/\1 \2 \3 \4 \5/' |
             while read -r name value op target verdict; do
                 echo "| $name | $value | $op $target | $verdict | $b | ${when:-?} |"
             done
