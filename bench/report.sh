@@ -135,6 +135,10 @@ hdr() { awk -v k="$1:" '$1 == k { $1 = ""; sub(/^ +/, ""); print; exit }' "$out/
     if [[ $mode == QUICK ]]; then
         echo "**This is a QUICK run** (\`QUICK=1\`): small sizes and few, short rounds, to check that the"
         echo "benches work. Its figures are noisy and not comparable with the targets' full sizes."
+        echo "In particular figure 1 of sync_bench: replication's apply has a fixed latency that weighs"
+        echo "far more at 10,000 rows than at the target's 100,000, so its QUICK ratios flatter"
+        echo "sync_engine (the last full-size runs, 2026-11-25, measured sync_execute at 2.2-2.5x"
+        echo "replication). Run \`bash bench/report.sh\` for figures to hold against the targets."
         echo
     fi
     echo "- machine: $(hdr machine)"
