@@ -17,7 +17,8 @@
 #   SKIP_INSTALL=1   do not rebuild/install the extension first (it must be a release build)
 #   STRICT=1         exit 1 when a target is missed
 #
-# Output: one RESULT line per figure (RESULT name=<id> value=<n> target=<op><n> met|not-met).
+# Output: the bench header (machine, date, commit, build), then one RESULT line per figure
+# (scripts/lib.sh `result`: RESULT name=<id> value=<n> target=<op><n> met|not-met).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -65,9 +66,9 @@ CREATE EXTENSION sync_engine;
 UPDATE pg_proc SET probin = '$private_so' WHERE probin = '\$libdir/sync_engine';
 SQL
 build=$(release_build sql)
-say "build $build; $ROWS rows, batches of $BATCH, $ROUNDS rounds; backlog $BACKLOG, pages of $PAGE"
+bench_header offline_bench "$build" "ROWS=$ROWS BATCH=$BATCH ROUNDS=$ROUNDS BACKLOG=$BACKLOG PAGE=$PAGE"
 
-sql <<SQL
+sql >/dev/null <<SQL
 CREATE SCHEMA bench;
 CREATE TABLE bench.contacts (id int PRIMARY KEY, name text, phone text, score int);
 INSERT INTO bench.contacts SELECT g, 'name ' || g, 'p0-' || g, g % 100 FROM generate_series(1, $ROWS) g;
@@ -77,13 +78,6 @@ SQL
 
 now() { date +%s.%N; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-result() { # name value op target
-    local ok
-    ok=$(awk -v v="$2" -v op="$3" -v t="$4" 'BEGIN { r = (op == ">=") ? (v >= t) : (op == "<") ? (v < t) : (v <= t); print r ? "met" : "not-met" }')
-    echo "RESULT name=$1 value=$2 target=$3$4 $ok"
-    [[ $ok == met ]] || missed=1
-}
-missed=0
 
 # timed FILE: seconds psql takes to run FILE (one client, statement by statement)
 timed() {
@@ -169,4 +163,4 @@ say "pulled $total changes in ${secs}s ($((pages)) pulls of $PAGE); VmHWM $((hwm
 result pull_changes_per_s "$rate" ">=" 10000
 result pull_peak_mb "$(awk -v k="$peak_anon" 'BEGIN { printf "%.1f", k / 1024 }')" "<" 64
 
-if [[ ${STRICT:-0} == 1 ]] && ((missed)); then exit 1; fi
+if [[ ${STRICT:-0} == 1 ]] && ((RESULT_MISSED)); then exit 1; fi

@@ -55,3 +55,47 @@ release_build() {
         die "the installed sync_engine is not a release build (build: $info); benchmarks refuse to run against it. Install the release build: bash scripts/install-ext.sh (or run without SKIP_INSTALL=1)"
     echo "$info"
 }
+
+# result NAME VALUE OP TARGET: prints one figure as the line every bench ends with,
+#   RESULT name=<NAME> value=<VALUE> target=<OP><TARGET> met|not-met
+# (bench/report.sh collects these lines into BENCHMARKS.md). OP is one of <= < >= >;
+# VALUE and TARGET are numbers (a VALUE that is not a number, e.g. "inf", is not-met).
+# Sets RESULT_MISSED=1 when the target is not met (benches exit 1 on it under STRICT=1).
+RESULT_MISSED=0
+result() {
+    (($# == 4)) || die "result NAME VALUE OP TARGET: got $# arguments ($*)"
+    local name=$1 value=$2 op=$3 target=$4 verdict
+    [[ $name =~ ^[A-Za-z0-9_.-]+$ ]] || die "result: bad figure name '$name'"
+    case $op in '<=' | '<' | '>=' | '>') ;; *) die "result $name: bad operator '$op' (want <=, <, >= or >)" ;; esac
+    [[ $target =~ ^-?[0-9]+(\.[0-9]+)?$ ]] || die "result $name: target '$target' is not a number"
+    verdict=$(awk -v v="$value" -v op="$op" -v t="$target" 'BEGIN {
+        if (v !~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/) { print "not-met"; exit }
+        v += 0; t += 0
+        ok = (op == "<=") ? (v <= t) : (op == "<") ? (v < t) : (op == ">=") ? (v >= t) : (v > t)
+        print ok ? "met" : "not-met" }')
+    [[ $verdict == met ]] || RESULT_MISSED=1
+    echo "RESULT name=$name value=$value target=$op$target $verdict"
+}
+
+# git_commit: the checkout's short commit, with "-dirty" when tracked files differ from it
+git_commit() {
+    local c
+    c=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null) || { echo unknown; return; }
+    [[ -z $(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] || c+=-dirty
+    echo "$c"
+}
+
+# bench_header NAME BUILD [SIZES]: the lines every bench prints before its figures (and
+# bench/report.sh copies into BENCHMARKS.md): the machine (CPUs, CPU model, RAM), the date
+# (UTC), the commit and the build (what release_build returned), and the sizes it ran with.
+bench_header() {
+    local cpu ram
+    cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
+    ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null)
+    echo "bench:   $1"
+    echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, ${ram:-unknown} RAM"
+    echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit:  $(git_commit)"
+    echo "build:   $2"
+    [[ -z ${3:-} ]] || echo "sizes:   $3"
+}
