@@ -116,7 +116,10 @@ fn sender_thread(jobs: Arc<Mutex<Receiver<Job>>>, outcomes: Sender<Outcome>, lim
                 Err(_) => return, // the pool dropped this receiver
             }
         };
-        let attempt = post(&agent, &job);
+        // a panic in the HTTP stack is a failed attempt (retried on the schedule), not
+        // a delivery left in flight forever with its thread gone
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| post(&agent, &job)))
+            .unwrap_or_else(|_| Attempt::Failed("the HTTP client panicked while sending".into()));
         if outcomes
             .send(Outcome {
                 delivery_id: job.delivery_id,
