@@ -807,12 +807,14 @@ mod delivery {
 
     #[test]
     fn events_go_to_a_redis_stream_and_wait_while_redis_is_down() {
-        const REDIS_PORT: u16 = 56450;
-        let redis = Redis::start(REDIS_PORT);
+        // a port nothing listens on now (a redis-server left behind by an interrupted
+        // run must not be mistaken for ours)
+        let redis_port = Receiver::free_port();
+        let redis = Redis::start(redis_port);
         let t = cluster(
             "/var/tmp/se_notify_redis",
             56420,
-            &format!("-c sync_engine.redis_url=redis://127.0.0.1:{REDIS_PORT}/ -c sync_engine.redis_stream=se_test -c sync_engine.redis_maxlen=1000"),
+            &format!("-c sync_engine.redis_url=redis://127.0.0.1:{redis_port}/ -c sync_engine.redis_stream=se_test -c sync_engine.redis_maxlen=1000"),
         );
         let mut c = t.connect("postgres");
         c.batch_execute("INSERT INTO a VALUES (1, 'one')").unwrap();
@@ -847,7 +849,7 @@ mod delivery {
             "the events wait"
         );
         // Redis is back: they arrive, in order
-        let redis = Redis::start(REDIS_PORT);
+        let redis = Redis::start(redis_port);
         let e = redis.wait_entries("se_test", 3);
         let got: Vec<i64> = e
             .iter()
