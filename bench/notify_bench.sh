@@ -12,7 +12,7 @@
 #      statement (with its commit, so the events' own cost) on the server clock;
 #      ratio = median(3 subscriptions) / median(0).                target <= 1.05
 #
-#   EVENTS=20000  ROUNDS=41  SKIP_INSTALL=1 (do not rebuild/install first)
+#   EVENTS=20000  ROUNDS=101 SKIP_INSTALL=1 (do not rebuild/install first)
 #   STRICT=1      exit 1 when a target is missed
 # Output: the bench header, then one RESULT line per figure (scripts/lib.sh `result`).
 # Run under the test lock: flock /tmp/sync_engine_pgtest.lock bash bench/notify_bench.sh
@@ -22,7 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$REPO_ROOT"
 
 EVENTS=${EVENTS:-20000}
-ROUNDS=${ROUNDS:-41}
+ROUNDS=${ROUNDS:-101}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/se_notify_bench}
 BENCH_PORT=${BENCH_PORT:-56430}
 for v in EVENTS ROUNDS; do
