@@ -74,15 +74,9 @@ bash scripts/cluster.sh start "$BENCH_DIR" "$BENCH_PORT" \
 
 sql() { bash scripts/cluster.sh psql "$BENCH_DIR" "$BENCH_PORT" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
-# a private copy of the library (see bench/sync_bench.sh: a test run rewriting the
-# installed .so must not crash the benchmark's backends)
-lib_so=$("$PG_CONFIG" --pkglibdir)/sync_engine.so
-private_so=$BENCH_DIR/sync_engine.so
-as_root install -m 0644 -o "$PG_OS_USER" -- "$lib_so" "$private_so"
-sql <<SQL
-CREATE EXTENSION sync_engine;
-UPDATE pg_proc SET probin = '$private_so' WHERE probin = '\$libdir/sync_engine';
-SQL
+# a private copy of the library (scripts/lib.sh: a test run rewriting the installed
+# .so must not crash the benchmark's backends)
+create_extension_private sql "$BENCH_DIR"
 build=$(release_build sql)
 bench_header capture_bench "$build" "DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=$CLIENTS ROWS=$ROWS MIXED_ROUNDS=$MIXED_ROUNDS"
 

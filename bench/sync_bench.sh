@@ -96,20 +96,10 @@ bash scripts/cluster.sh start "$BENCH_DIR" "$BENCH_PORT" \
 # sql [psql args...]: psql as postgres (database postgres unless -d), quiet, unaligned
 sql() { bash scripts/cluster.sh psql "$BENCH_DIR" "$BENCH_PORT" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
-# The benchmark's backends load a private copy of the library: `cargo pgrx test` or
-# install-ext.sh rewrite $libdir/sync_engine.so in place, and a backend that has the file
-# mapped then dies with SIGBUS in the middle of a run. The copy is taken now, the
-# extension's functions are pointed at it right after CREATE EXTENSION (in a session of
-# its own, so no backend loads both files).
+# the benchmark's backends load a private copy of the library (scripts/lib.sh)
 lib_so=$("$PG_CONFIG" --pkglibdir)/sync_engine.so
-private_so=$BENCH_DIR/sync_engine.so
-as_root install -m 0644 -o "$PG_OS_USER" -- "$lib_so" "$private_so"
 lib_info="$(stat -c '%y, %s bytes' "$lib_so")"
-sql <<SQL
-CREATE EXTENSION sync_engine;
-UPDATE pg_proc SET probin = '$private_so' WHERE probin = '\$libdir/sync_engine';
-SQL
-[[ $(sql -c "SELECT count(*) FROM pg_proc WHERE probin = '$private_so'") -gt 0 ]] || die "could not point sync_engine at $private_so"
+create_extension_private sql "$BENCH_DIR"
 build=$(release_build sql)
 bench_header sync_bench "$build (library $lib_so, $lib_info)" \
     "ROWS=$ROWS ROUNDS1=$ROUNDS1 SMALL=$SMALL BIG=$BIG CHANGES=$CHANGES REPEATS=$REPEATS LOAD_LIMIT=$LOAD_LIMIT"

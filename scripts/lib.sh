@@ -99,3 +99,22 @@ bench_header() {
     echo "build:   $2"
     [[ -z ${3:-} ]] || echo "sizes:   $3"
 }
+
+# create_extension_private PSQL DIR: CREATE EXTENSION sync_engine (through the psql
+# wrapper function PSQL) with its functions pointed at a private copy of the installed
+# library, DIR/sync_engine.so. `cargo pgrx test` or install-ext.sh rewrite
+# $libdir/sync_engine.so in place, and a backend that has the file mapped then dies with
+# SIGBUS in the middle of a bench; the copy is taken now and pointed at right after
+# CREATE EXTENSION, in a session of its own, so no backend loads both files.
+create_extension_private() {
+    local psql=$1 dir=$2 lib_so private_so
+    lib_so=$("$PG_CONFIG" --pkglibdir)/sync_engine.so
+    private_so=$dir/sync_engine.so
+    as_root install -m 0644 -o "$PG_OS_USER" -- "$lib_so" "$private_so"
+    "$psql" <<SQL
+CREATE EXTENSION sync_engine;
+UPDATE pg_proc SET probin = '$private_so' WHERE probin = '\$libdir/sync_engine';
+SQL
+    [[ $("$psql" -c "SELECT count(*) FROM pg_proc WHERE probin = '$private_so'") -gt 0 ]] ||
+        die "could not point sync_engine at $private_so"
+}

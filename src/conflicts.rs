@@ -38,8 +38,46 @@ fn insert_one(e: &Endpoint, cols: &[String], partner: &Option<String>, values: R
 
 pub const CHOICES: &[&str] = &["source", "target", "merged"];
 
-fn bad(msg: String) -> ! {
+pub fn bad(msg: String) -> ! {
     fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &msg)
+}
+
+/// The `merged` argument of `sync_resolve_conflict`, checked against `choice`: its object
+/// when the choice is 'merged' (for an `update_update` conflict, with a value for every
+/// field in `fields`), None for the other choices. ERROR 22023 naming the problem.
+/// Shared by config and push conflicts; each checks the field names it allows itself.
+pub fn merged_values(
+    choice: &str,
+    merged: &Option<JsonB>,
+    kind: &str,
+    fields: &[String],
+) -> Option<serde_json::Map<String, Value>> {
+    match (choice, merged) {
+        ("merged", Some(JsonB(Value::Object(m)))) => {
+            let missing: Vec<&str> = fields
+                .iter()
+                .filter(|f| !m.contains_key(*f))
+                .map(|s| s.as_str())
+                .collect();
+            if kind == "update_update" && !missing.is_empty() {
+                bad(format!(
+                    "merged must give a value for every conflicting field; missing: {}",
+                    missing.join(", ")
+                ));
+            }
+            Some(m.clone())
+        }
+        ("merged", Some(_)) => bad(
+            "merged must be a JSON object of field -> value, e.g. {\"phone\": \"555-3\"}".into(),
+        ),
+        ("merged", None) => {
+            bad("choice 'merged' needs the merged values, e.g. {\"phone\": \"555-3\"}".into())
+        }
+        (_, Some(_)) => bad(format!(
+            "merged values are only used with choice 'merged', not '{choice}'"
+        )),
+        (_, None) => None,
+    }
 }
 
 struct Pending {
@@ -131,33 +169,7 @@ fn resolve(
             ),
         );
     }
-    let merged = match (choice, merged) {
-        ("merged", Some(JsonB(Value::Object(m)))) => {
-            let missing: Vec<&String> = c.fields.iter().filter(|f| !m.contains_key(*f)).collect();
-            if missing.is_empty() || c.kind != "update_update" {
-                Some(m)
-            } else {
-                bad(format!(
-                    "merged must give a value for every conflicting field; missing: {}",
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            }
-        }
-        ("merged", Some(_)) => bad(
-            "merged must be a JSON object of field -> value, e.g. {\"phone\": \"555-3\"}".into(),
-        ),
-        ("merged", None) => {
-            bad("choice 'merged' needs the merged values, e.g. {\"phone\": \"555-3\"}".into())
-        }
-        (_, Some(_)) => bad(format!(
-            "merged values are only used with choice 'merged', not '{choice}'"
-        )),
-        (_, None) => None,
-    };
+    let merged = merged_values(choice, &merged, &c.kind, &c.fields);
     // never interleave with a run of the same config
     db::run(
         "SELECT pg_advisory_xact_lock($1, $2::int)",

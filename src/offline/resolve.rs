@@ -11,6 +11,7 @@
 //! every config, the pushing client included. The caller needs SELECT and the write's
 //! privilege (UPDATE, INSERT or DELETE) on the table.
 
+use crate::conflicts::bad;
 use crate::db::spi_fail;
 use crate::endpoints;
 use crate::engine::{delete_rows, insert_rows, load_rows, update_rows};
@@ -28,10 +29,6 @@ struct PushConflict {
     client_value: Value,
     resolution: String,
     resolved_at: Option<String>,
-}
-
-fn bad(msg: String) -> ! {
-    fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &msg)
 }
 
 /// Resolve conflict `conflict_id` when it is a push conflict; None when it is not
@@ -79,45 +76,21 @@ pub fn try_resolve(
             ),
         );
     }
-    let merged: Option<Map<String, Value>> = match (choice, merged) {
-        ("merged", Some(JsonB(Value::Object(m)))) => {
-            let missing: Vec<&str> = c
-                .fields
-                .iter()
-                .filter(|f| !m.contains_key(*f))
-                .map(|s| s.as_str())
-                .collect();
-            if c.kind == "update_update" && !missing.is_empty() {
-                bad(format!(
-                    "merged must give a value for every conflicting field; missing: {}",
-                    missing.join(", ")
-                ));
-            }
-            let unknown: Vec<&str> = m
-                .keys()
-                .filter(|k| !c.fields.contains(k))
-                .map(|s| s.as_str())
-                .collect();
-            if !unknown.is_empty() {
-                bad(format!(
-                    "merged names field(s) {} that conflict {conflict_id} does not decide; allowed: {}",
-                    unknown.join(", "),
-                    c.fields.join(", ")
-                ));
-            }
-            Some(m.clone())
+    let merged = crate::conflicts::merged_values(choice, merged, &c.kind, &c.fields);
+    if let Some(m) = &merged {
+        let unknown: Vec<&str> = m
+            .keys()
+            .filter(|k| !c.fields.contains(k))
+            .map(|s| s.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            bad(format!(
+                "merged names field(s) {} that conflict {conflict_id} does not decide; allowed: {}",
+                unknown.join(", "),
+                c.fields.join(", ")
+            ));
         }
-        ("merged", Some(_)) => bad(
-            "merged must be a JSON object of field -> value, e.g. {\"phone\": \"555-3\"}".into(),
-        ),
-        ("merged", None) => {
-            bad("choice 'merged' needs the merged values, e.g. {\"phone\": \"555-3\"}".into())
-        }
-        (_, Some(_)) => bad(format!(
-            "merged values are only used with choice 'merged', not '{choice}'"
-        )),
-        (_, None) => None,
-    };
+    }
     let e = endpoints::load_by_id(c.endpoint_id);
     let client = match &c.client_value {
         Value::Object(m) => m.clone(),
