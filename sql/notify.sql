@@ -67,7 +67,7 @@ REVOKE ALL ON FUNCTION sync_notify_wake() FROM PUBLIC;
 -- Whether an event of type p_type has anyone to go to: a webhook subscribed to it, or
 -- Redis.
 CREATE FUNCTION sync_event_wanted(p_type text) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp AS $$
     SELECT sync_notify_redis_enabled()
         OR EXISTS (SELECT 1 FROM sync_webhooks w WHERE w.enabled AND p_type = ANY (w.events))
 $$;
@@ -75,7 +75,7 @@ $$;
 -- Write events of type p_type, one per element of p_data (in order), to the outbox,
 -- with a delivery per subscribed webhook. Nothing when nobody wants them.
 CREATE FUNCTION sync_emit(p_type text, p_data jsonb[]) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 DECLARE
     v_stream boolean := sync_notify_redis_enabled();
     v_ts text := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
@@ -105,7 +105,7 @@ REVOKE ALL ON FUNCTION sync_event_wanted(text) FROM PUBLIC;
 -- run.completed / run.failed: a run reaching its final status (by whoever writes it:
 -- the run itself, the worker recording a failure, the recovery of dead runs).
 CREATE FUNCTION sync_runs_notify() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 DECLARE
     v_type text := CASE WHEN NEW.status = 'failed' THEN 'run.failed' ELSE 'run.completed' END;
 BEGIN
@@ -134,7 +134,7 @@ CREATE TRIGGER sync_runs_notify_update AFTER UPDATE ON sync_runs
 -- and conflict.resolved (a pending conflict getting a resolution). The data is the
 -- row as JSON (conflict_id for id), so columns added later come along.
 CREATE FUNCTION sync_conflicts_notify_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 BEGIN
     -- a statement trigger also fires for an INSERT of no rows
     IF EXISTS (SELECT 1 FROM sync_conflict_rows_new) AND sync_event_wanted('conflict.created') THEN
@@ -149,7 +149,7 @@ CREATE TRIGGER sync_conflicts_notify_insert AFTER INSERT ON sync_conflicts
     FOR EACH STATEMENT EXECUTE FUNCTION sync_conflicts_notify_insert();
 
 CREATE FUNCTION sync_conflicts_notify_resolved() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 BEGIN
     IF sync_event_wanted('conflict.resolved') THEN
         PERFORM sync_emit('conflict.resolved', ARRAY[

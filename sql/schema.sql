@@ -260,3 +260,15 @@ CREATE TABLE sync_log_horizon (
     PRIMARY KEY (system, entity_type)
 );
 SELECT pg_catalog.pg_extension_config_dump('sync_push_ids', '');
+
+-- Who may push and pull as a client id: the role that pushed with it first (and the
+-- members of that role). Written by sync_push in the caller's transaction; another
+-- role using the id gets 42501. The extension's owner (or a superuser) rebinds an id
+-- with UPDATE sync_clients SET owner = 'role' WHERE client_id = '...', or frees it
+-- with DELETE. Dumped: the bindings are part of the setup.
+CREATE TABLE sync_clients (
+    client_id  text        PRIMARY KEY,
+    owner      regrole     NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('sync_clients', '');

@@ -126,9 +126,34 @@ pub fn no_null_elements<T>(v: Option<Vec<Option<T>>>, func: &str, arg: &str) -> 
     Some(v.into_iter().flatten().collect())
 }
 
+/// The most characters of a value an error message quotes.
+pub const SHOWN_MAX_CHARS: usize = 80;
+
+/// `v` as an error message quotes it: whole when short, else its first
+/// `SHOWN_MAX_CHARS` characters and how long it was, so a 100 KB argument does not make
+/// a 100 KB message.
+pub fn shown(v: &str) -> String {
+    match v.char_indices().nth(SHOWN_MAX_CHARS) {
+        None => v.to_string(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &v[..cut], v.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_values_are_cut_at_a_character_boundary_and_say_their_length() {
+        assert_eq!(shown("manual"), "manual");
+        let long = "ä".repeat(100);
+        let s = shown(&long);
+        assert_eq!(s, format!("{}... (200 bytes)", "ä".repeat(SHOWN_MAX_CHARS)));
+        assert_eq!(
+            shown(&"x".repeat(SHOWN_MAX_CHARS)),
+            "x".repeat(SHOWN_MAX_CHARS)
+        );
+    }
 
     #[test]
     fn valid_names_pass() {

@@ -588,25 +588,28 @@ fn insert_spi(schema: &str, p: &RecordRef<'_>) {
         }
         none
     };
-    Spi::run_with_args(
-        &sql,
-        &[
-            id.into(),
-            p.system.into(),
-            p.entity_type.into(),
-            r.entity_id.as_str().into(),
-            r.operation.into(),
-            r.fields.as_str().into(),
-            p.changed_at.into(),
-            p.origin.into(),
-            r.checksum.as_deref().into(),
-        ],
-    )
-    .unwrap_or_else(|e| {
-        fail(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            &format!("sync_engine: change_log insert failed: {e}"),
+    // as in insert_prepared: the extension's owner and search_path
+    crate::security::as_extension_owner(|| {
+        Spi::run_with_args(
+            &sql,
+            &[
+                id.into(),
+                p.system.into(),
+                p.entity_type.into(),
+                r.entity_id.as_str().into(),
+                r.operation.into(),
+                r.fields.as_str().into(),
+                p.changed_at.into(),
+                p.origin.into(),
+                r.checksum.as_deref().into(),
+            ],
         )
+        .unwrap_or_else(|e| {
+            fail(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                &format!("sync_engine: change_log insert failed: {e}"),
+            )
+        })
     });
     if pushed {
         unsafe { pg_sys::PopActiveSnapshot() };
@@ -740,6 +743,15 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
         }
         return;
     }
+    // as the extension's owner, with its search_path: the writer needs no grant on
+    // change_log, and names in the statement (and in a DBA's trigger on change_log)
+    // resolve as the extension means them, not as the writer's search_path says
+    crate::security::as_extension_owner(|| insert_prepared(schema, &ch));
+}
+
+/// A record inserted through a plan kept for the life of the backend (change_log not
+/// in its usual shape). Runs as the extension's owner.
+unsafe fn insert_prepared(schema: &str, ch: &Change<'_>) {
     let (system, entity_type, origin) = (ch.system, ch.entity_type, ch.origin);
     let r = &ch.rec;
     let changed_at = crate::origin::change_time(&r.entity_id);

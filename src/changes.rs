@@ -98,7 +98,7 @@ pub fn window_predicate(w: &Window, alias: &str) -> String {
 /// `since` on the next read.
 #[pg_extern(volatile)]
 fn sync_position() -> String {
-    current_position().to_string()
+    crate::security::with_own_search_path(|| current_position().to_string())
 }
 
 /// Changes that became visible after `since` and are visible at `until`
@@ -132,6 +132,29 @@ fn sync_changes(
     let system = crate::args::optional_name(system, F, "system");
     let entity_type = crate::args::optional_name(entity_type, F, "entity_type");
     let w = window(since, until);
+    // the caller's rights (SELECT on change_log), the extension's search_path
+    let rows = crate::security::with_own_search_path(|| read_changes(&w, system, entity_type));
+    TableIterator::new(rows)
+}
+
+/// The rows of `sync_changes`.
+#[allow(clippy::type_complexity)]
+fn read_changes(
+    w: &Window,
+    system: Option<&str>,
+    entity_type: Option<&str>,
+) -> Vec<(
+    i64,
+    String,
+    String,
+    String,
+    String,
+    JsonB,
+    TimestampWithTimeZone,
+    i64,
+    Option<String>,
+    Option<String>,
+)> {
     let schema = ext_schema();
     let sql = format!(
         "SELECT c.id, c.system, c.entity_type, c.entity_id, c.operation, c.fields, c.changed_at, \
@@ -139,9 +162,9 @@ fn sync_changes(
            FROM {schema}.change_log c \
           WHERE {pred} AND ($1::text IS NULL OR c.system = $1) AND ($2::text IS NULL OR c.entity_type = $2) \
           ORDER BY c.id",
-        pred = window_predicate(&w, "c")
+        pred = window_predicate(w, "c")
     );
-    let rows = Spi::connect(|client| {
+    Spi::connect(|client| {
         let t = client
             .select(&sql, None, &[system.into(), entity_type.into()])
             .unwrap_or_else(|e| db::spi_fail(e));
@@ -166,6 +189,5 @@ fn sync_changes(
             )
         })
         .collect::<Vec<_>>()
-    });
-    TableIterator::new(rows)
+    })
 }

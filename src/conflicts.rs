@@ -133,7 +133,8 @@ fn sync_resolve_conflict(
     let choice = crate::args::required(choice, F, "choice");
     if !CHOICES.contains(&choice) {
         bad(format!(
-            "unknown conflict choice \"{choice}\"; allowed: {}",
+            "unknown conflict choice \"{}\"; allowed: {}",
+            crate::args::shown(choice),
             CHOICES.join(", ")
         ));
     }

@@ -34,7 +34,8 @@ impl Snapshot {
     pub fn parse(s: &str) -> Result<Snapshot, CursorError> {
         let bad = || {
             CursorError(format!(
-                "invalid sync position \"{s}\": expected a snapshot like \"100:104:100,102\" (xmin:xmax:in-progress ids)"
+                "invalid sync position \"{}\": expected a snapshot like \"100:104:100,102\" (xmin:xmax:in-progress ids)",
+                crate::args::shown(s)
             ))
         };
         let mut parts = s.trim().splitn(3, ':');

@@ -214,6 +214,8 @@ fn sync_register_table(
     let system = args::name(system, F, "system");
     let entity_type = args::name(entity_type, F, "entity_type");
     let relation = args::required(relation, F, "relation");
+    // a column name is an identifier: at most 63 bytes
+    let key_column = args::optional_name(key_column, F, "key_column");
     let relname = relation_name(relation.oid());
     let relkind = unsafe { (*relation.rd_rel).relkind } as u8;
     match relkind {

@@ -128,11 +128,13 @@ fn sync_execute(config_id: Option<i64>) -> JsonB {
     let config_id = crate::args::required(config_id, "sync_execute", "config_id");
     // pg_cron runs jobs in a background worker of type pg_cron, or over a connection
     // named pg_cron: record such runs as started by cron
-    let by = db::one::<String>(
-        "SELECT CASE WHEN backend_type ILIKE 'pg_cron%' OR application_name = 'pg_cron' THEN 'cron' ELSE 'manual' END
-           FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-        &[],
-    )
+    let by = security::with_own_search_path(|| {
+        db::one::<String>(
+            "SELECT CASE WHEN backend_type ILIKE 'pg_cron%' OR application_name = 'pg_cron' THEN 'cron' ELSE 'manual' END
+               FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            &[],
+        )
+    })
     .unwrap_or_else(|| "manual".into());
     JsonB(execute(config_id, &by))
 }

@@ -31,7 +31,8 @@ impl Strategy {
             "latest_wins" => Ok(Strategy::LatestWins),
             "manual" => Ok(Strategy::Manual),
             _ => Err(format!(
-                "unknown conflict strategy \"{s}\"; allowed: {}",
+                "unknown conflict strategy \"{}\"; allowed: {}",
+                crate::args::shown(s),
                 STRATEGIES.join(", ")
             )),
         }
@@ -52,7 +53,8 @@ impl Direction {
             "source_to_target" => Ok(Direction::SourceToTarget),
             "target_to_source" => Ok(Direction::TargetToSource),
             _ => Err(format!(
-                "unknown sync direction \"{s}\"; allowed: {}",
+                "unknown sync direction \"{}\"; allowed: {}",
+                crate::args::shown(s),
                 DIRECTIONS.join(", ")
             )),
         }

@@ -1,43 +1,53 @@
-//! Who the engine acts as. Two rules (as PostgreSQL 16's logical-replication apply
-//! worker does, and pg_cron per job):
+//! Who the engine acts as, and how it resolves names. Two rules (as PostgreSQL 16's
+//! logical-replication apply worker does, and pg_cron per job):
 //! - Every statement that writes a user table runs as that table's owner, inside a
 //!   security-restricted operation (`as_table_owner`): a trigger, default, constraint or
 //!   index expression on the table gains nothing its owner did not already have.
 //! - The extension's own bookkeeping (configs, links, runs, conflicts, change_log) runs
 //!   as the extension's owner (`as_extension_owner`), whoever called, after the caller's
-//!   rights were checked (`require_*`), with `search_path` set to `pg_catalog`, the
-//!   extension's schema and `pg_temp` (in that order): no function or operator the
-//!   caller put on its path can stand in for a built-in while the owner's rights apply.
-//!   User code reached from there (the writes under `as_table_owner`) gets the caller's
-//!   `search_path` back, as before.
-
+//!   rights were checked (`require_*`).
+//!
+//! Every statement the extension runs resolves names with `search_path` set to
+//! `pg_catalog`, the extension's schema and `pg_temp`, in that order
+//! (`with_own_search_path`; the background workers set `pg_catalog, pg_temp` for their
+//! whole session, `restrict_session_search_path`): no function, operator, type or table
+//! the caller (or a database default) puts on the path can stand in for a built-in or
+//! for one of the extension's objects. That includes the engine's writes into user
+//! tables, which run with the table owner's rights: user code reached from them (a
+//! plpgsql trigger) sees the same path and must schema-qualify what it uses outside
+//! pg_catalog, as under logical replication.
 use crate::{db, fail};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 
-thread_local! {
-    /// The caller's `search_path` while `as_extension_owner` runs with its own (None
-    /// outside it): what user code under `as_table_owner` sees.
-    static CALLER_PATH: RefCell<Option<CString>> = const { RefCell::new(None) };
-}
-
-/// Set `search_path` to `value` at the current GUC nest level, undone when the level is
-/// popped (as a function's `SET` clause is).
-fn set_search_path(value: &CStr) {
+/// Set `search_path` to `value`: with `GUC_ACTION_SAVE` at the current GUC nest level,
+/// undone when the level is popped (as a function's `SET` clause is); with
+/// `GUC_ACTION_SET` for the session (as `SET` is).
+fn set_search_path(value: &CStr, action: pg_sys::GucAction::Type) {
     unsafe {
         pg_sys::set_config_option(
             c"search_path".as_ptr(),
             value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
+            action,
             true,
             0,
             false,
         );
     }
+}
+
+/// The search_path of a background worker's session (`restrict_session_search_path`).
+pub const WORKER_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
+
+/// From a background worker (scheduler, notifier), once connected, in a transaction:
+/// set its session's `search_path` to `pg_catalog, pg_temp`, whatever the database's or
+/// role's default says. Its statements name the extension's objects with their schema;
+/// a database owner's `ALTER DATABASE .. SET search_path` cannot steer them.
+pub fn restrict_session_search_path() {
+    set_search_path(WORKER_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SET);
 }
 
 /// The role the session acts as now (`current_user`).
@@ -103,12 +113,6 @@ fn switch_to<R>(role: pg_sys::Oid, extra: u32, f: impl FnOnce() -> R) -> R {
         sec_context,
         guc_level: restricted.then(|| unsafe { pg_sys::NewGUCNestLevel() }),
     };
-    if restricted {
-        // user code (triggers, defaults) resolves names as it did for the caller
-        if let Some(path) = CALLER_PATH.with(|c| c.borrow().clone()) {
-            set_search_path(&path);
-        }
-    }
     unsafe {
         pg_sys::SetUserIdAndSecContext(
             role,
@@ -124,35 +128,44 @@ fn switch_to<R>(role: pg_sys::Oid, extra: u32, f: impl FnOnce() -> R) -> R {
 ///   table run with its owner's rights, never the caller's or the worker's.
 /// - Settings a trigger changes (e.g. `search_path`) are rolled back afterwards, so
 ///   they cannot steer the engine's next statements.
+/// - Called inside `as_extension_owner`: the statement (and the user code it reaches)
+///   resolves names with the extension's `search_path`, never the caller's, which would
+///   let the caller pick the functions that run with the owner's rights.
 pub fn as_table_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     switch_to(owner, pg_sys::SECURITY_RESTRICTED_OPERATION, f)
 }
 
 /// Run `f` as the extension's owner: the bookkeeping of a public function, after its
-/// caller's rights have been checked.
+/// caller's rights have been checked. Its statements run with the extension's
+/// `search_path` (`with_own_search_path`).
 pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
-    let schema = crate::ext_schema();
-    let caller_path = unsafe {
-        let p = pg_sys::GetConfigOption(c"search_path".as_ptr(), false, false);
-        (!p.is_null()).then(|| CStr::from_ptr(p).to_owned())
-    };
-    let _restore = OwnPath {
-        level: unsafe { pg_sys::NewGUCNestLevel() },
-        prev: CALLER_PATH.with(|c| c.replace(caller_path)),
-    };
-    let own = CString::new(format!("pg_catalog, {schema}, pg_temp")).expect("no NUL in a name");
-    set_search_path(&own);
-    if owner == current_user() {
-        return f();
-    }
-    switch_to(owner, 0, f)
+    with_own_search_path(|| {
+        if owner == current_user() {
+            f()
+        } else {
+            switch_to(owner, 0, f)
+        }
+    })
 }
 
-/// Undoes `as_extension_owner`'s `search_path` (and puts back the outer caller path).
+/// Run `f` (as the current role) with `search_path` set to `pg_catalog`, the
+/// extension's schema and `pg_temp`, put back afterwards (also on an ERROR): for the
+/// statements of a public function that runs with the caller's own rights (sync_changes,
+/// sync_position, sync_prune), so that what it calls is what it means.
+pub fn with_own_search_path<R>(f: impl FnOnce() -> R) -> R {
+    let schema = crate::ext_schema();
+    let _restore = OwnPath {
+        level: unsafe { pg_sys::NewGUCNestLevel() },
+    };
+    let own = CString::new(format!("pg_catalog, {schema}, pg_temp")).expect("no NUL in a name");
+    set_search_path(&own, pg_sys::GucAction::GUC_ACTION_SAVE);
+    f()
+}
+
+/// Undoes `with_own_search_path`'s `search_path`.
 struct OwnPath {
     level: i32,
-    prev: Option<CString>,
 }
 
 impl Drop for OwnPath {
@@ -161,8 +174,6 @@ impl Drop for OwnPath {
         if !std::thread::panicking() {
             unsafe { pg_sys::AtEOXact_GUC(true, self.level) };
         }
-        let prev = self.prev.take();
-        CALLER_PATH.with(|c| *c.borrow_mut() = prev);
     }
 }
 

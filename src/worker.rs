@@ -94,6 +94,13 @@ pub extern "C-unwind" fn sync_engine_scheduler_main(arg: pg_sys::Datum) {
     if !launcher::scheduler_attach() {
         return; // the launcher no longer serves this database
     }
+    // before any statement: whatever the database's default search_path, names resolve
+    // in pg_catalog (the statements name the extension's schema themselves)
+    if let Err(e) = in_txn(crate::security::restrict_session_search_path) {
+        report("restricting search_path", &e);
+        launcher::scheduler_exiting(SchedulerState::Stopped, "could not restrict search_path");
+        return;
+    }
     // a catalog lookup: needs a transaction (and its resource owner)
     let db = in_txn(|| crate::db::one::<String>("SELECT current_database()::text", &[]))
         .ok()
@@ -300,6 +307,12 @@ fn delete_batch(sql: &str) -> i64 {
 /// hours). Returns how many were deleted. The worker does the same in the background.
 #[pg_extern(volatile)]
 fn sync_prune(keep: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
+    // the caller's rights (DELETE on the pruned tables), the extension's search_path
+    crate::security::with_own_search_path(|| prune_now(keep))
+}
+
+/// `sync_prune`'s work, with the extension's search_path.
+fn prune_now(keep: Option<pgrx::datum::Interval>) -> i64 {
     let schema = crate::ext_schema();
     let keep = match keep {
         Some(i) => {

@@ -482,6 +482,10 @@ pub extern "C-unwind" fn sync_engine_notifier_main(arg: pg_sys::Datum) {
     if !super::claim_slot() {
         return; // another notifier serves the database
     }
+    // as the scheduler: names resolve in pg_catalog whatever the database's default
+    if let Err(e) = in_txn(crate::security::restrict_session_search_path) {
+        return report("restricting search_path", &e);
+    }
     let schema = match in_txn(|| db::one::<String>(crate::worker::EXT_SCHEMA_SQL, &[])) {
         Ok(Some(s)) => crate::capture::quote_ident(&s),
         _ => return,

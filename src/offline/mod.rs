@@ -5,8 +5,10 @@
 //!
 //! Functional core: `time` (changed_at), `push_plan` (validation, decision table),
 //! `pull_cursor` (the cursor). Shell: `push`, `pull`, `resolve` (push conflicts for
-//! sync_resolve_conflict), `prune` (remembered ids, the prune horizon).
+//! sync_resolve_conflict), `prune` (remembered ids, the prune horizon), `clients` (which
+//! role a client id belongs to).
 
+pub mod clients;
 pub mod prune;
 pub mod pull;
 pub mod pull_cursor;

@@ -69,6 +69,9 @@ fn sync_pull(
     security::as_extension_owner(|| {
         let e = endpoints::load(system, entity_type);
         require_select(caller, &e, "pull changes of");
+        if let Some(c) = client_id {
+            super::clients::check(caller, c, "pull");
+        }
         JsonB(pull(&e, decoded, max, client_id.map(client_origin)))
     })
 }
@@ -214,6 +217,24 @@ fn sync_snapshot(
         let here = instance(&ext_schema());
         (e, here)
     });
+    if let Some(k) = after_key {
+        // a key that does not fit the key column: say so, not only the type's complaint
+        let check = format!("SELECT ($1::text)::{}", e.key_type);
+        if let Err(err) =
+            crate::subxact::run(|| security::with_own_search_path(|| db::run(&check, &[k.into()])))
+        {
+            fail(
+                PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+                &format!(
+                    "{F}: after_key \"{}\" does not fit key column \"{}\" ({}): {}",
+                    crate::args::shown(k),
+                    e.key_column,
+                    e.key_type,
+                    crate::args::shown(&err.message)
+                ),
+            );
+        }
+    }
     // the rows are read as the caller (its row-level security applies), and on the
     // first page in the same statement as the position, so they are what that
     // position has seen
@@ -230,20 +251,23 @@ fn sync_snapshot(
         kt = e.key_type,
         kl = crate::quote_literal(&e.key_column),
     );
-    let (snap, own, rows) = Spi::connect(|c| {
-        let t = c
-            .select(&sql, Some(1), &[after_key.into(), (max + 1).into()])
-            .unwrap_or_else(|e| spi_fail(e));
-        let r = t.first();
-        (
-            r.get::<String>(1).ok().flatten().unwrap_or_default(),
-            r.get::<String>(2).ok().flatten(),
-            r.get::<JsonB>(3)
-                .ok()
-                .flatten()
-                .map(|j| j.0)
-                .unwrap_or(Value::Null),
-        )
+    // (as the caller, with the extension's search_path)
+    let (snap, own, rows) = security::with_own_search_path(|| {
+        Spi::connect(|c| {
+            let t = c
+                .select(&sql, Some(1), &[after_key.into(), (max + 1).into()])
+                .unwrap_or_else(|e| spi_fail(e));
+            let r = t.first();
+            (
+                r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                r.get::<String>(2).ok().flatten(),
+                r.get::<JsonB>(3)
+                    .ok()
+                    .flatten()
+                    .map(|j| j.0)
+                    .unwrap_or(Value::Null),
+            )
+        })
     });
     let Value::Array(mut rows) = rows else {
         fail(

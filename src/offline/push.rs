@@ -154,6 +154,7 @@ fn push(
             fail(code, &b.message)
         });
     require(caller, e, parsed.iter().map(|c| c.operation));
+    super::clients::bind(caller, client_id, "push");
     let parsed = canonical(e, parsed);
     let now = now_us();
     let mut items: Vec<Item> = parsed
@@ -378,10 +379,10 @@ fn misfit(e: &Endpoint, changes: &[Change]) -> ! {
                 &format!(
                     "sync_push: {}: entity_id \"{}\" does not fit key column \"{}\" ({}): {}",
                     c.label(),
-                    c.entity_id,
+                    crate::args::shown(&c.entity_id),
                     e.key_column,
                     e.key_type,
-                    err.message
+                    crate::args::shown(&err.message)
                 ),
             );
         }

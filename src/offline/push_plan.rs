@@ -50,7 +50,8 @@ impl PushStrategy {
             "server_wins" => Ok(PushStrategy::ServerWins),
             "manual" => Ok(PushStrategy::Manual),
             _ => Err(format!(
-                "sync_push: unknown conflict strategy \"{s}\"; allowed: {}",
+                "sync_push: unknown conflict strategy \"{}\"; allowed: {}",
+                crate::args::shown(s),
                 PUSH_STRATEGIES.join(", ")
             )),
         }
@@ -207,7 +208,8 @@ fn parse_change(
             "delete" => Operation::Delete,
             _ => {
                 return bad(format!(
-                    "unknown operation \"{s}\"; allowed: {}",
+                    "unknown operation \"{}\"; allowed: {}",
+                    crate::args::shown(s),
                     OPERATIONS.join(", ")
                 ))
             }

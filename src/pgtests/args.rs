@@ -1,4 +1,5 @@
-//! Every public function with each argument NULL, and with bad names (issue 11, defect 3).
+//! Every public function with each argument NULL, and with bad names (issue 11, defect 3;
+//! issue 17 added sync_push, sync_pull, sync_snapshot, the webhook functions, key_column).
 #[pgrx::pg_schema]
 mod tests {
     use crate::args::NAME_MAX_BYTES;
@@ -66,7 +67,7 @@ mod tests {
                     ("system", "'args_c'", RequiredName),
                     ("entity_type", "'things'", RequiredName),
                     ("relation", "'args_c'", Required),
-                    ("key_column", "'id'", Nullable),
+                    ("key_column", "'id'", NullableName),
                 ],
             },
             Call {
@@ -120,6 +121,59 @@ mod tests {
                 func: "sync_prune",
                 args: vec![("keep", "'1 hour'", Nullable)],
             },
+            Call {
+                func: "sync_push",
+                args: vec![
+                    ("system", "'args_a'", RequiredName),
+                    ("entity_type", "'things'", RequiredName),
+                    (
+                        "changes",
+                        r#"'[{"id": "c1", "entity_id": "1", "operation": "insert", "changed_at": "2026-01-01T00:00:00Z", "fields": {"v": {"new": "x"}}}]'"#,
+                        Required,
+                    ),
+                    ("client_id", "'args-dev'", Required),
+                    ("conflict_strategy", "'latest_wins'", Required),
+                ],
+            },
+            Call {
+                func: "sync_pull",
+                args: vec![
+                    ("system", "'args_a'", RequiredName),
+                    ("entity_type", "'things'", RequiredName),
+                    ("cursor", "NULL", Nullable),
+                    ("max_changes", "10", Required),
+                    ("client_id", "'args-dev'", Nullable),
+                ],
+            },
+            Call {
+                func: "sync_snapshot",
+                args: vec![
+                    ("system", "'args_a'", RequiredName),
+                    ("entity_type", "'things'", RequiredName),
+                    ("after_key", "'0'", Nullable),
+                    ("max_rows", "10", Required),
+                ],
+            },
+            Call {
+                func: "sync_add_webhook",
+                args: vec![
+                    ("url", "'http://127.0.0.1:9/args'", Required),
+                    ("events", "ARRAY['run.failed']", Required),
+                    ("secret", "NULL", Nullable),
+                ],
+            },
+            Call {
+                func: "sync_remove_webhook",
+                args: vec![("id", "987654", Required)],
+            },
+            Call {
+                func: "sync_redeliver",
+                args: vec![("delivery_id", "987654", Required)],
+            },
+            Call {
+                func: "sync_webhook_secret",
+                args: vec![("id", "987654", Required)],
+            },
         ]
     }
 
@@ -145,7 +199,11 @@ mod tests {
         let e = try_rolled_back(&c.base());
         let expected = match c.func {
             // no such config / conflict: the arguments themselves are fine
-            "sync_execute" | "sync_resolve_conflict" => Some("42704"),
+            "sync_execute"
+            | "sync_resolve_conflict"
+            | "sync_remove_webhook"
+            | "sync_redeliver"
+            | "sync_webhook_secret" => Some("42704"),
             // the endpoint is used by no config here
             _ => None,
         };
@@ -172,7 +230,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 16);
+        assert_eq!(checked, 32);
         // the issue's scheduler script: a lookup that found nothing is an error, not NULL
         expect_error(
             "SELECT sync_execute((SELECT id FROM sync_configs WHERE name = 'typo'))",
@@ -196,14 +254,17 @@ mod tests {
                 let sql = c.with(arg, "NULL");
                 let e = try_rolled_back(&sql);
                 let ok = match c.func {
-                    "sync_resolve_conflict" => e.as_deref().is_some_and(|e| e.starts_with("42704")),
+                    "sync_resolve_conflict"
+                    | "sync_remove_webhook"
+                    | "sync_redeliver"
+                    | "sync_webhook_secret" => e.as_deref().is_some_and(|e| e.starts_with("42704")),
                     _ => e.is_none(),
                 };
                 assert!(ok, "{sql}: {e:?}");
                 checked += 1;
             }
         }
-        assert_eq!(checked, 9);
+        assert_eq!(checked, 13);
         // explicit NULLs mean what DESIGN.md says: same-named columns, no match_on, the
         // source's entity type, the primary key; sync_prune(NULL) keeps the retention
         Spi::run(
@@ -259,7 +320,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 11);
+        assert_eq!(checked, 18);
         // the issue's 100,000-character system name
         expect_error(
             "SELECT sync_register_table(repeat('x', 100000), 'things', 'args_c')",

@@ -6,13 +6,16 @@ mod claims;
 pub mod concurrent;
 mod dump;
 pub mod engine;
+mod hostile;
 #[cfg(test)]
 mod launcher;
 mod notify;
 mod offline;
+mod privileges;
 #[cfg(test)]
 pub mod receiver;
 mod security;
+mod shadowing;
 #[cfg(test)]
 pub mod throwaway;
 pub mod util;
