@@ -411,6 +411,21 @@ fn unregister_table(caller: pg_sys::Oid, system: &str, entity_type: &str) {
             ),
         ),
     };
+    // the caller's right first: a refusal says nothing about the configs
+    let relid = relname.as_deref().map(|relname| {
+        let relid = db::one::<pg_sys::Oid>("SELECT $1::regclass::oid", &[relname.into()])
+            .unwrap_or(pg_sys::Oid::INVALID);
+        security::require_table_owner(caller, relid, relname, "unregister it");
+        relid
+    });
+    if relid.is_none() {
+        // the table is gone: the endpoint is the extension's owner's to remove
+        security::require_privileges_of(
+            caller,
+            security::extension_owner(),
+            "unregister an endpoint whose table no longer exists",
+        );
+    }
     let users = db::one::<String>(
         &format!(
             "SELECT string_agg(name, ', ' ORDER BY name) FROM {schema}.sync_configs \
@@ -427,9 +442,6 @@ fn unregister_table(caller: pg_sys::Oid, system: &str, entity_type: &str) {
         );
     }
     if let Some(relname) = relname {
-        let relid = db::one::<pg_sys::Oid>("SELECT $1::regclass::oid", &[relname.as_str().into()])
-            .unwrap_or(pg_sys::Oid::INVALID);
-        security::require_table_owner(caller, relid, &relname, "unregister it");
         for t in [TRIGGER_NAME, TRUNCATE_TRIGGER_NAME] {
             db::run(
                 &format!("DROP TRIGGER IF EXISTS {} ON {relname}", quote_ident(t)),
