@@ -143,13 +143,8 @@ pub fn load_by_id(id: i64) -> Endpoint {
         for row in cols {
             let name: String = row.get(1).ok().flatten().unwrap_or_default();
             let ty: String = row.get(2).ok().flatten().unwrap_or_default();
-            column_base_types.push(
-                row.get::<String>(3)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| ty.clone()),
-            );
-            column_inputs.push(match row.get::<String>(4).ok().flatten().as_deref() {
+            column_base_types.push(db::col::<String>(&row, 3).unwrap_or_else(|| ty.clone()));
+            column_inputs.push(match db::col::<String>(&row, 4).as_deref() {
                 Some("t") => crate::core::mapping::ColumnInput::Text,
                 Some("j") => crate::core::mapping::ColumnInput::Json,
                 _ => crate::core::mapping::ColumnInput::Structured,
@@ -172,8 +167,8 @@ pub fn load_by_id(id: i64) -> Endpoint {
             .unwrap_or_else(|e| spi_fail(e));
         let (mut key_default, mut key_identity) = (None, false);
         if let Some(r) = key_info.into_iter().next() {
-            key_identity = r.get::<bool>(2).ok().flatten().unwrap_or(false);
-            key_default = r.get::<String>(1).ok().flatten();
+            key_identity = db::col::<bool>(&r, 2).unwrap_or(false);
+            key_default = db::col::<String>(&r, 1);
             if key_identity {
                 let seq: Option<String> = r.get(3).ok().flatten();
                 key_default =
@@ -328,7 +323,7 @@ fn primary_key_column(relid: pg_sys::Oid, relname: &str) -> String {
                 &[relid.into()],
             )
             .unwrap_or_else(|e| spi_fail(e));
-        t.map(|r| r.get::<String>(1).ok().flatten().unwrap_or_default())
+        t.map(|r| db::col::<String>(&r, 1).unwrap_or_default())
             .collect::<Vec<_>>()
     });
     match cols.len() {

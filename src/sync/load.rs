@@ -172,10 +172,10 @@ impl Run<'_> {
                 db::scoped(|| {
                     t.filter_map(|r| {
                         Some((
-                            r.get::<bool>(1).ok().flatten()?,
-                            r.get::<String>(2).ok().flatten()?,
-                            r.get::<String>(3).ok().flatten()?,
-                            r.get::<i64>(4).ok().flatten()?,
+                            db::col::<bool>(&r, 1)?,
+                            db::col::<String>(&r, 2)?,
+                            db::col::<String>(&r, 3)?,
+                            db::col::<i64>(&r, 4)?,
                         ))
                     })
                     .collect()
@@ -249,7 +249,7 @@ impl Run<'_> {
                 .unwrap_or_else(|e| spi_fail(e));
             db::scoped(|| {
                 r.filter_map(|r| {
-                    let n = r.get::<i32>(1).ok().flatten()?;
+                    let n = db::col::<i32>(&r, 1)?;
                     let (k, row) = keyed_row(&r, 2)?;
                     Some((n, k, row))
                 })
@@ -295,9 +295,9 @@ impl Run<'_> {
                     .unwrap_or_else(|e| spi_fail(e));
                 db::scoped(|| {
                     t.filter_map(|r| {
-                        let s = r.get::<String>(1).ok().flatten()?;
-                        let t = r.get::<String>(2).ok().flatten()?;
-                        match r.get::<pgrx::Json>(3).ok().flatten()? {
+                        let s = db::col::<String>(&r, 1)?;
+                        let t = db::col::<String>(&r, 2)?;
+                        match db::col::<pgrx::Json>(&r, 3)? {
                             pgrx::Json(Value::Object(b)) => Some((s, (t, b))),
                             _ => None,
                         }
