@@ -70,6 +70,20 @@ pub fn named<T: FromDatum + IntoDatum>(r: &impl SpiRow, name: &str) -> Option<T>
     r.value_by_name::<T>(name).unwrap_or_else(|e| spi_fail(e))
 }
 
+/// The rows of the query `sql`, each through `f` (rows it answers None for are left
+/// out). An SPI error is an ERROR; what pgrx copies while converting values is freed
+/// on return (`scoped`).
+pub fn select<R>(
+    sql: &str,
+    args: &[DatumWithOid],
+    mut f: impl FnMut(&SpiHeapTupleData) -> Option<R>,
+) -> Vec<R> {
+    Spi::connect(|c| {
+        let t = c.select(sql, None, args).unwrap_or_else(|e| spi_fail(e));
+        scoped(|| t.filter_map(|r| f(&r)).collect())
+    })
+}
+
 /// Run a statement for its effect.
 pub fn run(sql: &str, args: &[DatumWithOid]) {
     Spi::run_with_args(sql, args).unwrap_or_else(|e| spi_fail(e))
