@@ -64,7 +64,7 @@ fn keyed_row(r: &pgrx::spi::SpiHeapTupleData, at: usize) -> Option<(String, Read
         xmin: text(2)?,
         tableoid: text(3)?,
     };
-    match r.get::<pgrx::Json>(at + 4).ok().flatten() {
+    match db::col::<pgrx::Json>(r, at + 4) {
         Some(pgrx::Json(Value::Object(row))) => Some((text(0)?, ReadRow { version, row })),
         _ => None,
     }
