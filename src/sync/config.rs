@@ -175,6 +175,16 @@ pub struct NewConfig<'a> {
 
 /// `sync_create_config`: create the config described by `a` and return its id.
 pub fn create(a: NewConfig<'_>) -> i64 {
+    Strategy::parse(a.conflict_strategy).unwrap_or_else(|e| bad(e));
+    Direction::parse(a.sync_direction).unwrap_or_else(|e| bad(e));
+    let caller = security::current_user();
+    security::as_extension_owner(|| create_config(caller, a))
+}
+
+/// `sync_create_config` once running as the extension's owner; `caller` (who called)
+/// needs SELECT, INSERT, UPDATE and DELETE on both tables and becomes the owner.
+/// Writes sync_configs.
+fn create_config(caller: pg_sys::Oid, a: NewConfig<'_>) -> i64 {
     let NewConfig {
         name,
         source_system,
@@ -187,37 +197,7 @@ pub fn create(a: NewConfig<'_>) -> i64 {
         match_on,
         target_entity_type,
     } = a;
-    Strategy::parse(conflict_strategy).unwrap_or_else(|e| bad(e));
-    Direction::parse(sync_direction).unwrap_or_else(|e| bad(e));
     let target_et = target_entity_type.unwrap_or(entity_type);
-    let caller = security::current_user();
-    security::as_extension_owner(|| {
-        create_config(
-            caller,
-            name,
-            [source_system, target_system],
-            [entity_type, target_et],
-            field_mapping,
-            [conflict_strategy, sync_direction],
-            sync_interval,
-            match_on,
-        )
-    })
-}
-
-/// `sync_create_config` once running as the extension's owner; `caller` (who called)
-/// needs SELECT, INSERT, UPDATE and DELETE on both tables and becomes the owner.
-#[allow(clippy::too_many_arguments)]
-fn create_config(
-    caller: pg_sys::Oid,
-    name: &str,
-    [source_system, target_system]: [&str; 2],
-    [entity_type, target_et]: [&str; 2],
-    field_mapping: Option<JsonB>,
-    [conflict_strategy, sync_direction]: [&str; 2],
-    sync_interval: Interval,
-    match_on: Option<Vec<String>>,
-) -> i64 {
     let source = endpoints::load(source_system, entity_type);
     let target = endpoints::load(target_system, target_et);
     for e in [&source, &target] {
