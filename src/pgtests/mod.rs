@@ -7,6 +7,7 @@ pub mod concurrent;
 mod dump;
 mod engine;
 pub mod fixture;
+mod initial;
 #[cfg(test)]
 mod launcher;
 mod notify;

@@ -253,7 +253,7 @@ impl Run<'_> {
     /// had when last analyzed, analyze it. An initial load grows it from nothing within
     /// one transaction, and with statistics of an empty table the planner looks keys up
     /// through the wrong index and reads every link of the config per batch.
-    fn links_added(&self, n: usize) {
+    pub(super) fn links_added(&self, n: usize) {
         let (since, known) = self.links_growth.get();
         let since = since + n as f64;
         if since < known.max(1000.0) {

@@ -219,3 +219,138 @@ impl Run<'_> {
         rest
     }
 }
+
+/// For a config's first run whose mapping copies each column as it is (same types, at
+/// most 50), when one side is empty and the other is not, and the direction lets rows
+/// flow to the empty side: one statement that copies every row across, with new keys
+/// (the key column's default, or the partner's key), and links each pair with the
+/// copied values as its base, as the merge path would create them. None when it does
+/// not apply (`written` side's owner is not the run's role, nothing to copy, ...).
+/// `$1` config id. Returns the statement and the side it writes.
+pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Side)> {
+    let copies = cfg.shape.mapping.column_copies(|s, t| {
+        let (st, tt) = (cfg.source.column_type(s), cfg.target.column_type(t));
+        st.is_some() && st == tt
+    })?;
+    if copies.is_empty() || copies.len() > 50 {
+        return None;
+    }
+    let empty = |e: &crate::capture::endpoints::Endpoint| {
+        db::one::<bool>(
+            &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", e.table),
+            &[],
+        )
+        .unwrap_or(false)
+    };
+    let (source_empty, target_empty) = (empty(&cfg.source), empty(&cfg.target));
+    let written = match (source_empty, target_empty) {
+        (false, true) if cfg.direction.to_target() => Side::Target,
+        (true, false) if cfg.direction.to_source() => Side::Source,
+        _ => return None,
+    };
+    let (read, write) = match written {
+        Side::Target => (&cfg.source, &cfg.target),
+        Side::Source => (&cfg.target, &cfg.source),
+    };
+    // one statement reads one table and writes the other and the links: only as the
+    // role that owns the written table (see `copy_sql`)
+    if write.owner != security::current_user() {
+        return None;
+    }
+    let q = quote_ident;
+    let lit = quote_literal;
+    // (base field = target column, column read, column written)
+    let cols: Vec<(&str, &str, &str)> = copies
+        .iter()
+        .map(|(s, t)| match written {
+            Side::Target => (t.as_str(), s.as_str(), t.as_str()),
+            Side::Source => (t.as_str(), t.as_str(), s.as_str()),
+        })
+        .collect();
+    let base = format!(
+        "jsonb_build_object({})",
+        cols.iter()
+            .map(|c| format!("{}, r.{}", lit(c.0), q(c.1)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let new_key = match &write.key_default {
+        Some(expr) => format!("format('%s', {expr})"),
+        None => "format('%s', r.{rk})".replace("{rk}", &q(&read.key_column)),
+    };
+    let (sid, tid) = match written {
+        Side::Target => ("c.rid", "c.wid"),
+        Side::Source => ("c.wid", "c.rid"),
+    };
+    Some((
+        format!(
+            "WITH c AS MATERIALIZED (
+                SELECT format('%s', r.{rk}) AS rid, {new_key} AS wid, {base} AS b, {vals}
+                  FROM {rt} r
+             ), w AS (
+                INSERT INTO {wt} ({wk}, {wcols}) {ovr}
+                SELECT (c.wid)::{wkt}, {cvals} FROM c
+             ), l AS (
+                INSERT INTO {schema}.sync_links (config_id, source_id, target_id, base, base_checksum)
+                SELECT $1, {sid}, {tid}, c.b, {checksum} FROM c
+             )
+             SELECT count(*) FROM c",
+            rk = q(&read.key_column),
+            rt = read.table,
+            wt = write.table,
+            wk = q(&write.key_column),
+            wkt = write.key_type,
+            vals = cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("r.{} AS v{i}", q(c.1)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            wcols = cols.iter().map(|c| q(c.2)).collect::<Vec<_>>().join(", "),
+            cvals = (0..cols.len())
+                .map(|i| format!("c.v{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ovr = if write.key_identity {
+                "OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            },
+            checksum = base_checksum_sql("c.b"),
+        ),
+        written,
+    ))
+}
+
+impl Run<'_> {
+    /// The first run of a config, when `initial_copy_sql` applies: copy every row to
+    /// the empty side in one statement (in a subtransaction). Returns how many pairs
+    /// were created, or None when the path does not apply or the statement failed (the
+    /// merge path then does the load, reporting any row's error itself).
+    /// Tables: both tables, sync_links.
+    pub(super) fn initial_copy(&mut self) -> Option<i64> {
+        let (sql, written) = initial_copy_sql(self.cfg, &self.schema)?;
+        let owner = match written {
+            Side::Target => self.cfg.target.owner,
+            Side::Source => self.cfg.source.owner,
+        };
+        let t0 = std::time::Instant::now();
+        let n = subxact::run_for_rows(|| {
+            security::as_table_owner(owner, || db::one::<i64>(&sql, &[self.cfg.id.into()]))
+        })
+        .unwrap_or_else(|e| {
+            debug1!(
+                "sync_engine: config {}: the initial copy failed ({}); the rows go through the merge",
+                self.cfg.id,
+                e.message
+            );
+            None
+        })?;
+        self.stats.synced += n;
+        self.stats.created += n;
+        self.stats.copied += n;
+        self.links_added(n as usize);
+        self.timing.apply += t0.elapsed().as_micros();
+        Some(n)
+    }
+}

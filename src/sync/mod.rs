@@ -156,7 +156,11 @@ fn run_as_extension_owner(
         Start::After(_) => sql::work_sql(&cfg, &schema, &window),
         Start::InitialLoad | Start::Reconcile => sql::initial_work_sql(&cfg, &schema),
     };
-    work_through(&mut run, &work_sql, &cfg.origin());
+    // a first run into an empty side copies every row in one statement where it can
+    let copied_all = start == Start::InitialLoad && run.initial_copy().is_some();
+    if !copied_all {
+        work_through(&mut run, &work_sql, &cfg.origin());
+    }
 
     debug1!(
         "sync_engine: config {config_id}: load {} ms, load+merge {} ms, apply {} ms",
