@@ -29,7 +29,7 @@ GRANT SELECT ON sync_instance TO PUBLIC;
 
 -- One row per captured change. Written by the capture trigger (and by sync_push).
 -- txid is the xid8 of the writing transaction: readers use snapshots, never ids or
--- timestamps, to decide what is new (see src/cursor.rs). id comes from a sequence and
+-- timestamps, to decide what is new (see src/core/cursor.rs). id comes from a sequence and
 -- is unique, but carries no index: every write to a registered table pays for each
 -- index here, and nothing looks changes up by id (like PgQ's event tables).
 CREATE TABLE change_log (
@@ -75,14 +75,14 @@ CREATE TABLE sync_configs (
     -- snapshot (pg_snapshot text) up to which changes have been consumed; NULL = never run
     position           text,
     -- the sync_instance (database) the position was taken in; any other one means the
-    -- config was restored from a dump and its next run reconciles (see src/cursor.rs)
+    -- config was restored from a dump and its next run reconciles (see src/core/cursor.rs)
     position_instance  uuid,
     last_run_at        timestamptz,
     next_run_at        timestamptz NOT NULL DEFAULT now(),
     -- failed scheduled runs in a row; the worker backs off on them
     consecutive_failures integer   NOT NULL DEFAULT 0,
     -- the role that created the config; running it or resolving its conflicts needs
-    -- this role's privileges (see src/security.rs)
+    -- this role's privileges (see src/pg/security.rs)
     owner              regrole     NOT NULL,
     created_at         timestamptz NOT NULL DEFAULT now()
 );
@@ -211,7 +211,7 @@ SELECT c.id AS config_id,
 -- a dump carries their rows (and their sequences' values) and a restore puts them back
 -- after CREATE EXTENSION. change_log is not: its transaction ids mean nothing in another
 -- database, and a config restored with a foreign position reconciles every row through
--- its links instead (README "Backup and restore"). sync_instance is not either (see
+-- its links instead (docs/operations.md, backup and restore). sync_instance is not either (see
 -- above): that is how a restore is told apart from the original.
 SELECT pg_catalog.pg_extension_config_dump('sync_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_endpoints_id_seq', '');

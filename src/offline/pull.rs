@@ -37,7 +37,7 @@ fn require_select(caller: pg_sys::Oid, e: &Endpoint, what: &str) {
 }
 
 /// The endpoint's change records after `cursor` (NULL: from now), at most `max_changes`,
-/// leaving out the pushes of `client_id`. See README "Offline clients and connectors".
+/// leaving out the pushes of `client_id`. See docs/offline.md.
 pub fn sync_pull(
     system: &str,
     entity_type: &str,

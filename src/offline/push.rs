@@ -29,7 +29,7 @@ pub fn client_origin(client_id: &str) -> String {
 }
 
 /// Apply a batch of changes from an offline client or a connector to the endpoint
-/// (system, entity_type). See README "Offline clients and connectors".
+/// (system, entity_type). See docs/offline.md.
 pub fn sync_push(
     system: &str,
     entity_type: &str,
