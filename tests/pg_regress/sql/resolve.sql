@@ -29,8 +29,9 @@ INSERT INTO rs.crm (full_name, email, phone) VALUES
   ('Ed Gray', 'ed@example.com', '555-0005');
 SELECT rs.run();
 
--- five conflicts: a phone each for Ann and Bob, phone and email for Cy, Di deleted in
--- the CRM while the hub updates her, Ed updated in the CRM while the hub deletes him
+-- six conflicts (one per field): a phone each for Ann and Bob, email and phone for Cy,
+-- Di deleted in the CRM while the hub updates her, Ed updated in the CRM while the hub
+-- deletes him
 UPDATE rs.crm SET phone = '555-1001' WHERE id = 1;
 UPDATE rs.crm SET phone = '555-1002' WHERE id = 2;
 UPDATE rs.crm SET phone = '555-1003', email = 'cy@crm.example' WHERE id = 3;
@@ -50,10 +51,12 @@ SELECT * FROM rs.both;
 SELECT try($$SELECT sync_resolve_conflict(1, 'crm')$$) AS error;
 SELECT try($$SELECT sync_resolve_conflict(1, NULL)$$) AS error;
 SELECT try($$SELECT sync_resolve_conflict(1, 'source', '{"phone": "555-9"}')$$) AS error;
+SELECT try($$SELECT sync_resolve_conflict(3, 'merged')$$) AS error;
 SELECT try($$SELECT sync_resolve_conflict(3, 'merged', '{"phone": "555-9"}')$$) AS error;
-SELECT try($$SELECT sync_resolve_conflict(3, 'merged', '{"phone": "555-9", "email": "x@y", "lastname": "X"}')$$) AS error;
-SELECT try($$SELECT sync_resolve_conflict(3, 'merged', '["555-9"]')$$) AS error;
-SELECT try($$SELECT sync_resolve_conflict(4, 'merged', '{"nope": 1}')$$) AS error;
+SELECT try($$SELECT sync_resolve_conflict(3, 'merged', '{"email": "x@y", "lastname": "X"}')$$) AS error;
+SELECT try($$SELECT sync_resolve_conflict(3, 'merged', '["x@y"]')$$) AS error;
+SELECT try($$SELECT sync_resolve_conflict(5, 'merged', '{"nope": 1}')$$) AS error;
+SELECT try($$SELECT sync_resolve_conflict(99, 'target')$$) AS error;
 CREATE ROLE regress_outsider;
 SET ROLE regress_outsider;
 SELECT try($$SELECT sync_resolve_conflict(1, 'source')$$) AS error;
@@ -65,33 +68,41 @@ SELECT * FROM rs.both;
 -- 'source' takes the CRM's current phone for Ann, on both sides; an edit made since
 -- the conflict (her name) is left for the next run
 UPDATE rs.crm SET full_name = 'Ann Smith' WHERE id = 1;
-SELECT sync_resolve_conflict(1, 'source') - 'resolved_at' AS resolved;
+SELECT sync_resolve_conflict(1, 'source') AS resolved;
 SELECT * FROM rs.both WHERE crm_id = 1;
 -- 'target' takes the hub's phone for Bob
-SELECT sync_resolve_conflict(2, 'target') - 'resolved_at' AS resolved;
--- 'merged': a value for each of Cy's conflicting fields
-SELECT sync_resolve_conflict(3, 'merged', '{"phone": "555-3003", "email": "cy@example.org"}') - 'resolved_at' AS resolved;
+SELECT sync_resolve_conflict(2, 'target') AS resolved;
+-- 'merged': a third value for Cy's email; 'target' for his phone
+SELECT sync_resolve_conflict(3, 'merged', '{"email": "cy@example.org"}') AS resolved;
+SELECT sync_resolve_conflict(4, 'target') AS resolved;
 -- Di: deleted in the CRM, updated in the hub; 'target' keeps her and re-creates her in the CRM
-SELECT sync_resolve_conflict(4, 'target') - 'resolved_at' AS resolved;
+SELECT sync_resolve_conflict(5, 'target') AS resolved;
 -- Ed: updated in the CRM, deleted in the hub; 'target' deletes him on both sides
-SELECT sync_resolve_conflict(5, 'target') - 'resolved_at' AS resolved;
+SELECT sync_resolve_conflict(6, 'target') AS resolved;
 SELECT id, resolution, resolved_value, resolved_by, resolved_at IS NOT NULL AS has_time
   FROM sync_conflicts ORDER BY id;
 SELECT * FROM rs.both;
+SELECT source_id, target_id, base FROM sync_links ORDER BY source_id::int;
 SELECT regexp_replace(try($$SELECT sync_resolve_conflict(2, 'source')$$), 'at [^)]*', 'at <time>') AS error;
 -- the resolutions do not echo back; Ann's new name arrives
 SELECT rs.run();
 SELECT * FROM rs.both;
 SELECT rs.run();
 
--- a pushed change's conflict: the client's value ('source') is written as an ordinary
--- write, so every client pulls it
+-- a pushed change's conflict: 'source' writes the client's value as an ordinary write
+-- (no origin), so every client pulls it, the pushing one too
 SELECT sync_push('hub', 'contacts', '[{"id": "p1", "entity_id": "hs-1000", "operation": "update",
     "changed_at": "2026-01-01T00:00:00Z", "fields": {"phone": {"old": "555-0000", "new": "555-4000"}}}]',
     'phone-1', 'manual') -> 'results' AS push;
-SELECT id, config_id, client_id, change_id, kind, fields, source_value, target_value, base_value, resolution
+SELECT id, config_id, endpoint_id, client_id, change_id, kind, fields, source_value, target_value,
+       base_value, resolution
   FROM sync_conflicts WHERE client_id IS NOT NULL;
-SELECT sync_resolve_conflict(6, 'source') - 'resolved_at' AS resolved;
+SELECT phone FROM rs.hub WHERE id = 'hs-1000';
+SELECT sync_resolve_conflict(7, 'source') AS resolved;
 SELECT phone FROM rs.hub WHERE id = 'hs-1000';
 SELECT entity_id, operation, fields, origin FROM change_log
  WHERE system = 'hub' ORDER BY id DESC LIMIT 1;
+SELECT id, resolution, resolved_value, resolved_by FROM sync_conflicts WHERE id = 7;
+-- and the next run brings it to the CRM
+SELECT rs.run();
+SELECT * FROM rs.both WHERE crm_id = 1;

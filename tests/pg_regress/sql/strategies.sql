@@ -65,7 +65,7 @@ SELECT name, conflict_strategy, sync_direction FROM sync_configs ORDER BY id;
 SELECT st.run('sw');
 SELECT * FROM st.show('sw');
 SELECT st.run(n) FROM unnest(ARRAY['tw', 'ls', 'lt', 'mn', 'st']) n;
--- target_to_source: the target is authoritative; its empty table empties the source
+-- target_to_source: only the target's rows travel; the source's own rows stay, unlinked
 SELECT st.run('ts');
 SELECT * FROM st.show('ts');
 
@@ -121,8 +121,8 @@ DELETE FROM st.st_tgt WHERE id = 101;
 SELECT st.run('st');
 SELECT * FROM st.show('st');
 
--- target_to_source: the target is authoritative; what it gains reaches the source, the
--- source's own edits stay there
+-- target_to_source: what the target gains reaches the source; the source's own edits
+-- stay there, and a conflicting field goes the target's way whatever the strategy
 INSERT INTO st.ts_tgt (name, phone) VALUES ('Cy', '555-0300');
 SELECT st.run('ts');
 UPDATE st.ts_src SET phone = '555-0311', name = 'Cy Young' WHERE name = 'Cy';

@@ -32,11 +32,12 @@ INSERT INTO vw.crm (name, phone) VALUES ('Ann', '555-0001'), ('Bob', 'call me');
 SELECT sync_execute(1) - 'duration_ms' - 'run_id' AS result;
 -- Bob's phone fails the hub's CHECK: a partial run with one open error
 SELECT * FROM vw.status;
-SELECT source_id, target_id, sqlstate, message, resolved FROM sync_errors;
+SELECT run_id, source_id, target_id, sqlstate, message, resolved FROM sync_errors ORDER BY id;
 
 -- a change not yet synced shows as lag; a conflict as pending
 UPDATE vw.crm SET phone = '555-1001' WHERE id = 1;
-UPDATE vw.hub SET phone = '555-2001' WHERE id = 1;
+-- (the hub's keys come from its serial, which the failed first try of the batch used too)
+UPDATE vw.hub SET phone = '555-2001' WHERE id = (SELECT target_id::int FROM sync_links WHERE source_id = '1');
 SELECT lagging, pending_conflicts FROM vw.status;
 SELECT sync_execute(1) - 'duration_ms' - 'run_id' AS result;
 SELECT * FROM vw.status;
@@ -44,8 +45,8 @@ SELECT * FROM vw.status;
 -- fixing Bob's phone: the next run retries him and closes the error
 UPDATE vw.crm SET phone = '555-0002' WHERE id = 2;
 SELECT sync_execute(1) - 'duration_ms' - 'run_id' AS result;
-SELECT source_id, sqlstate, resolved, retried_at IS NOT NULL AS retried FROM sync_errors;
-SELECT sync_resolve_conflict(1, 'target') - 'resolved_at' AS resolved;
+SELECT run_id, source_id, sqlstate, resolved, retried_at IS NOT NULL AS retried FROM sync_errors ORDER BY id;
+SELECT sync_resolve_conflict(1, 'target') AS resolved;
 SELECT * FROM vw.status;
 SELECT id, status, started_by, completed_at IS NOT NULL AS completed,
        result - 'duration_ms' - 'run_id' AS result, error
@@ -53,7 +54,7 @@ SELECT id, status, started_by, completed_at IS NOT NULL AS completed,
 
 -- the events, in order, and one delivery of each to the subscriber
 SELECT e.id, e.event_type, e.payload ->> 'type' AS type,
-       e.payload -> 'data' - 'duration_ms' - 'started_at' - 'completed_at' - 'created_at' - 'resolved_at' AS data
+       (e.payload -> 'data') - 'duration_ms' - 'started_at' - 'completed_at' - 'created_at' - 'resolved_at' AS data
   FROM sync_outbox e ORDER BY e.id;
 SELECT id, webhook_id, event_id, event_type, status, attempts, last_status, last_error, delivered_at
   FROM sync_deliveries ORDER BY id;
