@@ -42,7 +42,8 @@ SELECT lagging, pending_conflicts FROM vw.status;
 SELECT sync_execute(1) - 'duration_ms' - 'run_id' AS result;
 SELECT * FROM vw.status;
 
--- fixing Bob's phone: the next run retries him and closes the error
+-- fixing Bob's phone: the next run retries him and closes the error (run 2's failure
+-- replaced run 1's row; the row closed by his success has retried_at)
 UPDATE vw.crm SET phone = '555-0002' WHERE id = 2;
 SELECT sync_execute(1) - 'duration_ms' - 'run_id' AS result;
 SELECT run_id, source_id, sqlstate, resolved, retried_at IS NOT NULL AS retried FROM sync_errors ORDER BY id;
