@@ -20,7 +20,7 @@ use super::schedule::{self, Next};
 use super::sign;
 use super::stream::{Entry, Streamer, Target};
 use super::{available, settings};
-use crate::db;
+use crate::pg::db;
 use crate::worker::in_txn;
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
@@ -148,7 +148,7 @@ enum Turn {
     Exit(&'static str),
 }
 
-fn report(what: &str, e: &crate::subxact::SubxactError) {
+fn report(what: &str, e: &crate::pg::subxact::SubxactError) {
     warning!("{NOTIFIER_NAME}: {what}: {} ({})", e.message, e.sqlstate);
 }
 
@@ -483,7 +483,7 @@ pub extern "C-unwind" fn sync_engine_notifier_main(arg: pg_sys::Datum) {
         return; // another notifier serves the database
     }
     let schema = match in_txn(|| db::one::<String>(crate::worker::EXT_SCHEMA_SQL, &[])) {
-        Ok(Some(s)) => crate::capture::quote_ident(&s),
+        Ok(Some(s)) => crate::pg::quote::quote_ident(&s),
         _ => return,
     };
     let mut n = Notifier {
@@ -521,7 +521,7 @@ pub extern "C-unwind" fn sync_engine_notifier_main(arg: pg_sys::Datum) {
         if let Some(r) = stream_result {
             n.record_stream(r);
         }
-        let naptime = Duration::from_secs(crate::guc::NAPTIME.get().max(1) as u64);
+        let naptime = Duration::from_secs(crate::pg::guc::NAPTIME.get().max(1) as u64);
         let tick = n.last_tick.is_none_or(|t| t.elapsed() >= naptime);
         if woken || recorded || tick || Instant::now() >= n.next_read {
             if tick {

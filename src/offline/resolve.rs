@@ -11,12 +11,13 @@
 //! every config, the pushing client included. The caller needs SELECT and the write's
 //! privilege (UPDATE, INSERT or DELETE) on the table.
 
-use crate::conflicts::bad;
-use crate::db::spi_fail;
-use crate::endpoints;
-use crate::engine::{delete_rows, insert_rows, load_rows, update_rows};
-use crate::security;
-use crate::{ext_schema, fail};
+use crate::capture::endpoints;
+use crate::pg::db::spi_fail;
+use crate::pg::fail;
+use crate::pg::quote::ext_schema;
+use crate::pg::security;
+use crate::sync::conflicts::bad;
+use crate::sync::{delete_rows, insert_rows, load_rows, update_rows};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
@@ -76,7 +77,7 @@ pub fn try_resolve(
             ),
         );
     }
-    let merged = crate::conflicts::merged_values(choice, merged, &c.kind, &c.fields);
+    let merged = crate::sync::conflicts::merged_values(choice, merged, &c.kind, &c.fields);
     if let Some(m) = &merged {
         let unknown: Vec<&str> = m
             .keys()
@@ -165,7 +166,13 @@ pub fn try_resolve(
             )
         }),
     };
-    crate::conflicts::record_resolution(&schema, conflict_id, choice, &resolved_value, caller_name);
+    crate::sync::conflicts::record_resolution(
+        &schema,
+        conflict_id,
+        choice,
+        &resolved_value,
+        caller_name,
+    );
     Some(JsonB(json!({
         "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
         "entity_id": key, "endpoint_id": e.id,
