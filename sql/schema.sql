@@ -168,6 +168,12 @@ REVOKE EXECUTE ON FUNCTION sync_wake_launcher() FROM PUBLIC;
 SELECT sync_wake_launcher();
 
 -- For analysts and DBAs: one row per config with its last run, lag and open work.
+-- The origin tag of config N's writes (change_log.origin): the one definition, used by
+-- the engine (src/sync/config.rs loads it with the config) and by sync_status.
+CREATE FUNCTION sync_config_origin(config_id bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 'sync_engine:config:' || config_id;
+
 CREATE VIEW sync_status AS
 SELECT c.id AS config_id,
        c.name,
@@ -188,7 +194,7 @@ SELECT c.id AS config_id,
            AND NOT pg_visible_in_snapshot(l.txid, c.position::pg_snapshot)
            AND ((l.system = c.source_system AND l.entity_type = c.entity_type)
              OR (l.system = c.target_system AND l.entity_type = c.target_entity_type))
-           AND l.origin IS DISTINCT FROM 'sync_engine:config:' || c.id) AS lag,
+           AND l.origin IS DISTINCT FROM sync_config_origin(c.id)) AS lag,
        (SELECT count(*) FROM sync_conflicts k WHERE k.config_id = c.id AND k.resolution = 'pending') AS pending_conflicts,
        (SELECT count(*) FROM sync_errors e WHERE e.config_id = c.id AND NOT e.resolved) AS open_errors,
        (SELECT count(*) FROM sync_runs f

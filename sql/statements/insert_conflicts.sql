@@ -1,6 +1,6 @@
 -- The conflicts of a batch, with both sides' values (a losing value is never lost).
 -- $1 config id, $2 run id, $3 strategy name, $4 jsonb array of
--- {"s","t","kind","fields","sv","tv","bv","res","rv"}.
+-- objects with keys s, t, kind, fields, sv, tv, bv, res, rv.
 INSERT INTO {schema}.sync_conflicts (config_id, run_id, source_id, target_id, kind, fields,
     source_value, target_value, base_value, strategy, resolution, resolved_value, resolved_by,
     resolved_at)

@@ -132,22 +132,16 @@ pub fn changes(
             .unwrap_or_else(|e| db::spi_fail(e));
         t.map(|r| {
             (
-                r.get::<i64>(1).ok().flatten().unwrap_or_default(),
-                r.get::<String>(2).ok().flatten().unwrap_or_default(),
-                r.get::<String>(3).ok().flatten().unwrap_or_default(),
-                r.get::<String>(4).ok().flatten().unwrap_or_default(),
-                r.get::<String>(5).ok().flatten().unwrap_or_default(),
-                r.get::<JsonB>(6)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(JsonB(serde_json::Value::Null)),
-                r.get::<TimestampWithTimeZone>(7)
-                    .ok()
-                    .flatten()
-                    .expect("changed_at is NOT NULL"),
-                r.get::<i64>(8).ok().flatten().unwrap_or_default(),
-                r.get::<String>(9).ok().flatten(),
-                r.get::<String>(10).ok().flatten(),
+                db::col::<i64>(&r, 1).unwrap_or_default(),
+                db::col::<String>(&r, 2).unwrap_or_default(),
+                db::col::<String>(&r, 3).unwrap_or_default(),
+                db::col::<String>(&r, 4).unwrap_or_default(),
+                db::col::<String>(&r, 5).unwrap_or_default(),
+                db::col::<JsonB>(&r, 6).unwrap_or(JsonB(serde_json::Value::Null)),
+                db::col::<TimestampWithTimeZone>(&r, 7).expect("changed_at is NOT NULL"),
+                db::col::<i64>(&r, 8).unwrap_or_default(),
+                db::col::<String>(&r, 9),
+                db::col::<String>(&r, 10),
             )
         })
         .collect::<Vec<_>>()

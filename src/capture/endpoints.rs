@@ -94,10 +94,10 @@ pub fn load_by_id(id: i64) -> Endpoint {
             );
         }
         let r = t.first();
-        let system: String = r.get(1).ok().flatten().unwrap_or_default();
-        let entity_type: String = r.get(2).ok().flatten().unwrap_or_default();
-        let key_column: String = r.get(3).ok().flatten().unwrap_or_default();
-        let exists: bool = r.get(4).ok().flatten().unwrap_or(false);
+        let system: String = db::col(&r, 1).unwrap_or_default();
+        let entity_type: String = db::col(&r, 2).unwrap_or_default();
+        let key_column: String = db::col(&r, 3).unwrap_or_default();
+        let exists: bool = db::col(&r, 4).unwrap_or(false);
         if !exists {
             fail(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
@@ -106,9 +106,9 @@ pub fn load_by_id(id: i64) -> Endpoint {
                 ),
             );
         }
-        let table: String = r.get(5).ok().flatten().unwrap_or_default();
-        let owner: pg_sys::Oid = r.get(6).ok().flatten().unwrap_or(pg_sys::Oid::INVALID);
-        let relid: pg_sys::Oid = r.get(7).ok().flatten().unwrap_or(pg_sys::Oid::INVALID);
+        let table: String = db::col(&r, 5).unwrap_or_default();
+        let owner: pg_sys::Oid = db::col(&r, 6).unwrap_or(pg_sys::Oid::INVALID);
+        let relid: pg_sys::Oid = db::col(&r, 7).unwrap_or(pg_sys::Oid::INVALID);
         let cols = client
             .select(
                 // per column: its type, the bottom type under any domains without a
@@ -141,15 +141,10 @@ pub fn load_by_id(id: i64) -> Endpoint {
         let mut column_inputs = Vec::new();
         let mut key_type = None;
         for row in cols {
-            let name: String = row.get(1).ok().flatten().unwrap_or_default();
-            let ty: String = row.get(2).ok().flatten().unwrap_or_default();
-            column_base_types.push(
-                row.get::<String>(3)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| ty.clone()),
-            );
-            column_inputs.push(match row.get::<String>(4).ok().flatten().as_deref() {
+            let name: String = db::col(&row, 1).unwrap_or_default();
+            let ty: String = db::col(&row, 2).unwrap_or_default();
+            column_base_types.push(db::col::<String>(&row, 3).unwrap_or_else(|| ty.clone()));
+            column_inputs.push(match db::col::<String>(&row, 4).as_deref() {
                 Some("t") => crate::core::mapping::ColumnInput::Text,
                 Some("j") => crate::core::mapping::ColumnInput::Json,
                 _ => crate::core::mapping::ColumnInput::Structured,
@@ -172,10 +167,10 @@ pub fn load_by_id(id: i64) -> Endpoint {
             .unwrap_or_else(|e| spi_fail(e));
         let (mut key_default, mut key_identity) = (None, false);
         if let Some(r) = key_info.into_iter().next() {
-            key_identity = r.get::<bool>(2).ok().flatten().unwrap_or(false);
-            key_default = r.get::<String>(1).ok().flatten();
+            key_identity = db::col::<bool>(&r, 2).unwrap_or(false);
+            key_default = db::col::<String>(&r, 1);
             if key_identity {
-                let seq: Option<String> = r.get(3).ok().flatten();
+                let seq: Option<String> = db::col(&r, 3);
                 key_default =
                     seq.map(|s| format!("nextval({})", crate::pg::quote::quote_literal(&s)));
             }
@@ -286,18 +281,22 @@ pub fn register_table(
         .join(", ");
         // schema-qualified: the statement runs with the extension owner's search_path
         let table = qualified_name(relid);
-        Spi::run(&format!(
-            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {table} \
+        db::run(
+            &format!(
+                "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {table} \
              FOR EACH ROW EXECUTE FUNCTION {schema}.sync_capture({args})",
-            quote_ident(TRIGGER_NAME)
-        ))
-        .unwrap_or_else(|e| spi_fail(e));
-        Spi::run(&format!(
-            "CREATE TRIGGER {} BEFORE TRUNCATE ON {table} \
+                quote_ident(TRIGGER_NAME)
+            ),
+            &[],
+        );
+        db::run(
+            &format!(
+                "CREATE TRIGGER {} BEFORE TRUNCATE ON {table} \
              FOR EACH STATEMENT EXECUTE FUNCTION {schema}.sync_refuse_truncate()",
-            quote_ident(TRUNCATE_TRIGGER_NAME)
-        ))
-        .unwrap_or_else(|e| spi_fail(e));
+                quote_ident(TRUNCATE_TRIGGER_NAME)
+            ),
+            &[],
+        );
         id
     })
 }
@@ -328,7 +327,7 @@ fn primary_key_column(relid: pg_sys::Oid, relname: &str) -> String {
                 &[relid.into()],
             )
             .unwrap_or_else(|e| spi_fail(e));
-        t.map(|r| r.get::<String>(1).ok().flatten().unwrap_or_default())
+        t.map(|r| db::col::<String>(&r, 1).unwrap_or_default())
             .collect::<Vec<_>>()
     });
     match cols.len() {

@@ -56,12 +56,12 @@ pub fn tick(schema: &str) {
             .unwrap_or_else(|e| db::spi_fail(e));
         t.map(|r| {
             pgrx::JsonB(json!({
-                "endpoint_id": r.get::<i64>(1).ok().flatten(),
-                "system": r.get::<String>(2).ok().flatten(),
-                "entity_type": r.get::<String>(3).ok().flatten(),
-                "count": r.get::<i64>(4).ok().flatten(),
-                "first_change_id": r.get::<i64>(5).ok().flatten(),
-                "last_change_id": r.get::<i64>(6).ok().flatten(),
+                "endpoint_id": db::col::<i64>(&r, 1),
+                "system": db::col::<String>(&r, 2),
+                "entity_type": db::col::<String>(&r, 3),
+                "count": db::col::<i64>(&r, 4),
+                "first_change_id": db::col::<i64>(&r, 5),
+                "last_change_id": db::col::<i64>(&r, 6),
                 "since": prev,
                 "until": cur,
             }))

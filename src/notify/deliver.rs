@@ -305,18 +305,18 @@ impl Notifier {
                 t.map(|r| {
                     (
                         Job {
-                            delivery_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
-                            webhook_id: r.get::<i64>(2).ok().flatten().unwrap_or_default(),
-                            url: r.get::<String>(3).ok().flatten().unwrap_or_default(),
-                            secret: r.get::<String>(4).ok().flatten().unwrap_or_default(),
-                            event_id: r.get::<i64>(5).ok().flatten().unwrap_or_default(),
+                            delivery_id: db::col::<i64>(&r, 1).unwrap_or_default(),
+                            webhook_id: db::col::<i64>(&r, 2).unwrap_or_default(),
+                            url: db::col::<String>(&r, 3).unwrap_or_default(),
+                            secret: db::col::<String>(&r, 4).unwrap_or_default(),
+                            event_id: db::col::<i64>(&r, 5).unwrap_or_default(),
                             message_id: sign::message_id(
-                                &r.get::<String>(8).ok().flatten().unwrap_or_default(),
-                                r.get::<i64>(5).ok().flatten().unwrap_or_default(),
+                                &db::col::<String>(&r, 8).unwrap_or_default(),
+                                db::col::<i64>(&r, 5).unwrap_or_default(),
                             ),
-                            body: r.get::<String>(6).ok().flatten().unwrap_or_default(),
+                            body: db::col::<String>(&r, 6).unwrap_or_default(),
                         },
-                        r.get::<i32>(7).ok().flatten().unwrap_or_default(),
+                        db::col::<i32>(&r, 7).unwrap_or_default(),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -343,13 +343,13 @@ impl Notifier {
                         )
                         .unwrap_or_else(|e| db::spi_fail(e));
                     t.map(|r| Entry {
-                        event_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+                        event_id: db::col::<i64>(&r, 1).unwrap_or_default(),
                         message_id: sign::message_id(
-                            &r.get::<String>(4).ok().flatten().unwrap_or_default(),
-                            r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+                            &db::col::<String>(&r, 4).unwrap_or_default(),
+                            db::col::<i64>(&r, 1).unwrap_or_default(),
                         ),
-                        event_type: r.get::<String>(2).ok().flatten().unwrap_or_default(),
-                        payload: r.get::<String>(3).ok().flatten().unwrap_or_default(),
+                        event_type: db::col::<String>(&r, 2).unwrap_or_default(),
+                        payload: db::col::<String>(&r, 3).unwrap_or_default(),
                     })
                     .collect::<Vec<_>>()
                 })

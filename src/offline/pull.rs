@@ -119,13 +119,8 @@ fn pull(e: &Endpoint, c: Option<PullCursor>, max: i64, skip_origin: Option<Strin
             )
             .unwrap_or_else(|e| spi_fail(e));
         db::scoped(|| {
-            t.filter_map(|r| {
-                Some((
-                    r.get::<i64>(1).ok().flatten()?,
-                    r.get::<JsonB>(2).ok().flatten()?.0,
-                ))
-            })
-            .collect()
+            t.filter_map(|r| Some((db::col::<i64>(&r, 1)?, db::col::<JsonB>(&r, 2)?.0)))
+                .collect()
         })
     });
     // after the rows: a prune that committed before they were read shows here
@@ -210,13 +205,9 @@ pub fn sync_snapshot(system: &str, entity_type: &str, after_key: Option<&str>, m
             .unwrap_or_else(|e| spi_fail(e));
         let r = t.first();
         (
-            r.get::<String>(1).ok().flatten().unwrap_or_default(),
-            r.get::<String>(2).ok().flatten(),
-            r.get::<JsonB>(3)
-                .ok()
-                .flatten()
-                .map(|j| j.0)
-                .unwrap_or(Value::Null),
+            db::col::<String>(&r, 1).unwrap_or_default(),
+            db::col::<String>(&r, 2),
+            db::col::<JsonB>(&r, 3).map(|j| j.0).unwrap_or(Value::Null),
         )
     });
     let Value::Array(mut rows) = rows else {

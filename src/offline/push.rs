@@ -156,8 +156,7 @@ fn push(
                 &[e.id.into(), client_id.into(), ids.clone().into()],
             )
             .unwrap_or_else(|e| spi_fail(e));
-        t.filter_map(|r| r.get::<String>(1).ok().flatten())
-            .collect()
+        t.filter_map(|r| db::col::<String>(&r, 1)).collect()
     });
     let earlier: HashMap<String, String> = Spi::connect(|c| {
         let t = c
@@ -176,13 +175,8 @@ fn push(
                 ],
             )
             .unwrap_or_else(|e| spi_fail(e));
-        t.filter_map(|r| {
-            Some((
-                r.get::<String>(1).ok().flatten()?,
-                r.get::<String>(2).ok().flatten()?,
-            ))
-        })
-        .collect()
+        t.filter_map(|r| Some((db::col::<String>(&r, 1)?, db::col::<String>(&r, 2)?)))
+            .collect()
     });
     for it in items.iter_mut() {
         // the first occurrence in this batch takes the claim; a later one is a duplicate
@@ -306,9 +300,9 @@ fn canonical(e: &Endpoint, mut changes: Vec<Change>) -> Vec<Change> {
                 db::scoped(|| {
                     t.map(|r| {
                         (
-                            r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                            r.get::<JsonB>(2).ok().flatten().map(|j| j.0),
-                            r.get::<JsonB>(3).ok().flatten().map(|j| j.0),
+                            db::col::<String>(&r, 1).unwrap_or_default(),
+                            db::col::<JsonB>(&r, 2).map(|j| j.0),
+                            db::col::<JsonB>(&r, 3).map(|j| j.0),
                         )
                     })
                     .collect::<Vec<_>>()

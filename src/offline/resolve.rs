@@ -12,11 +12,11 @@
 //! privilege (UPDATE, INSERT or DELETE) on the table.
 
 use crate::capture::endpoints;
-use crate::pg::db::spi_fail;
+use crate::pg::bad;
+use crate::pg::db::{self, spi_fail};
 use crate::pg::fail;
 use crate::pg::quote::ext_schema;
 use crate::pg::security;
-use crate::sync::conflicts::bad;
 use crate::sync::{delete_rows, insert_rows, load_rows, update_rows};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -54,17 +54,13 @@ pub fn try_resolve(
             )
             .unwrap_or_else(|e| spi_fail(e));
         t.into_iter().next().map(|r| PushConflict {
-            endpoint_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
-            entity_id: r.get::<String>(2).ok().flatten().unwrap_or_default(),
-            kind: r.get::<String>(3).ok().flatten().unwrap_or_default(),
-            fields: r.get::<Vec<String>>(4).ok().flatten().unwrap_or_default(),
-            client_value: r
-                .get::<JsonB>(5)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, |j| j.0),
-            resolution: r.get::<String>(6).ok().flatten().unwrap_or_default(),
-            resolved_at: r.get::<String>(7).ok().flatten(),
+            endpoint_id: db::col::<i64>(&r, 1).unwrap_or_default(),
+            entity_id: db::col::<String>(&r, 2).unwrap_or_default(),
+            kind: db::col::<String>(&r, 3).unwrap_or_default(),
+            fields: db::col::<Vec<String>>(&r, 4).unwrap_or_default(),
+            client_value: db::col::<JsonB>(&r, 5).map_or(Value::Null, |j| j.0),
+            resolution: db::col::<String>(&r, 6).unwrap_or_default(),
+            resolved_at: db::col::<String>(&r, 7),
         })
     })?;
     if c.resolution != "pending" {

@@ -3,7 +3,7 @@
 use crate::pg::fail;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiError, SpiHeapTupleData};
+use pgrx::spi::{SpiError, SpiHeapTupleData, SpiTupleTable};
 use pgrx::{FromDatum, IntoDatum};
 
 pub fn spi_fail(e: SpiError) -> ! {
@@ -34,16 +34,54 @@ pub fn two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
     none_if_missing(Spi::get_two_with_args::<A, B>(sql, args))
 }
 
+/// A row of an SPI result: a tuple of an iterated table, or a table at its current row.
+pub trait SpiRow {
+    fn value<T: FromDatum + IntoDatum>(&self, n: usize) -> Result<Option<T>, SpiError>;
+    fn value_by_name<T: FromDatum + IntoDatum>(&self, name: &str) -> Result<Option<T>, SpiError>;
+}
+
+impl SpiRow for SpiHeapTupleData<'_> {
+    fn value<T: FromDatum + IntoDatum>(&self, n: usize) -> Result<Option<T>, SpiError> {
+        self.get::<T>(n)
+    }
+    fn value_by_name<T: FromDatum + IntoDatum>(&self, name: &str) -> Result<Option<T>, SpiError> {
+        self.get_by_name::<T, _>(name)
+    }
+}
+
+impl SpiRow for SpiTupleTable<'_> {
+    fn value<T: FromDatum + IntoDatum>(&self, n: usize) -> Result<Option<T>, SpiError> {
+        self.get::<T>(n)
+    }
+    fn value_by_name<T: FromDatum + IntoDatum>(&self, name: &str) -> Result<Option<T>, SpiError> {
+        self.get_by_name::<T, _>(name)
+    }
+}
+
 /// Column `n` (1-based) of an SPI result row; None when NULL. A column that cannot be
 /// read as `T` (the statement and the code disagree) is an ERROR, never a NULL.
-pub fn col<T: FromDatum + IntoDatum>(r: &SpiHeapTupleData, n: usize) -> Option<T> {
-    r.get::<T>(n).unwrap_or_else(|e| spi_fail(e))
+pub fn col<T: FromDatum + IntoDatum>(r: &impl SpiRow, n: usize) -> Option<T> {
+    r.value::<T>(n).unwrap_or_else(|e| spi_fail(e))
 }
 
 /// Column `name` of an SPI result row; None when NULL. An unknown column, or one that
 /// cannot be read as `T`, is an ERROR.
-pub fn named<T: FromDatum + IntoDatum>(r: &SpiHeapTupleData, name: &str) -> Option<T> {
-    r.get_by_name::<T, _>(name).unwrap_or_else(|e| spi_fail(e))
+pub fn named<T: FromDatum + IntoDatum>(r: &impl SpiRow, name: &str) -> Option<T> {
+    r.value_by_name::<T>(name).unwrap_or_else(|e| spi_fail(e))
+}
+
+/// The rows of the query `sql`, each through `f` (rows it answers None for are left
+/// out). An SPI error is an ERROR; what pgrx copies while converting values is freed
+/// on return (`scoped`).
+pub fn select<R>(
+    sql: &str,
+    args: &[DatumWithOid],
+    mut f: impl FnMut(&SpiHeapTupleData) -> Option<R>,
+) -> Vec<R> {
+    Spi::connect(|c| {
+        let t = c.select(sql, None, args).unwrap_or_else(|e| spi_fail(e));
+        scoped(|| t.filter_map(|r| f(&r)).collect())
+    })
 }
 
 /// Run a statement for its effect.

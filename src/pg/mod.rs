@@ -26,6 +26,9 @@ fn sqlstate(s: SqlState) -> PgSqlErrorCode {
         SqlState::InvalidParameterValue => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         SqlState::StringDataRightTruncation => PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
         SqlState::InvalidTextRepresentation => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        SqlState::ObjectNotInPrerequisiteState => {
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        }
         SqlState::InternalError => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
     }
 }
@@ -39,6 +42,12 @@ impl<T> OrRaise<T> for Result<T, Error> {
     fn or_raise(self) -> T {
         self.unwrap_or_else(|e| raise(e))
     }
+}
+
+/// Raise ERROR 22023 (invalid_parameter_value) with `msg`: an argument, or a value
+/// derived from one, is not acceptable.
+pub fn bad(msg: String) -> ! {
+    fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &msg)
 }
 
 /// Raise an ERROR with a SQLSTATE a caller can match on.

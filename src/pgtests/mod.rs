@@ -5,7 +5,8 @@ mod capture;
 mod claims;
 pub mod concurrent;
 mod dump;
-pub mod engine;
+mod engine;
+pub mod fixture;
 #[cfg(test)]
 mod launcher;
 mod notify;

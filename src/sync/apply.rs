@@ -37,9 +37,26 @@ impl Run<'_> {
             synced: ops.len() as i64,
             ..Stats::default()
         };
-        let cfg = self.cfg;
         // each op's keys; creates fill in the new ones
         let mut ids: Vec<Sides<Option<String>>> = ops.iter().map(|o| o.ids.clone()).collect();
+        st.created = self.create_rows(ops, &mut ids);
+        (st.updated, st.deleted) = self.write_rows(ops, &ids);
+        st.new_targets = self.write_links(ops, &ids);
+        st.conflicts = self.record_conflicts(ops, &ids);
+        // entities that failed before and went through now
+        self.resolve_errors(Sides::new(
+            ids.iter().filter_map(|i| i.source.clone()).collect(),
+            ids.iter().filter_map(|i| i.target.clone()).collect(),
+        ));
+        st
+    }
+
+    /// Insert the rows `ops` create, on each side, with new keys (from the key
+    /// column's default, or the partner's key); fills them into `ids`. Returns how
+    /// many rows were created.
+    fn create_rows(&self, ops: &[Op], ids: &mut [Sides<Option<String>>]) -> i64 {
+        let cfg = self.cfg;
+        let mut created = 0;
         for side in [Side::Target, Side::Source] {
             let e = endpoint(cfg, side);
             let insert = |i: usize| -> Option<&Row> {
@@ -69,13 +86,22 @@ impl Run<'_> {
                 Side::Source => cfg.shape.mapping.source_columns(),
             };
             insert_rows(e, &cols, rows);
-            st.created += idx.len() as i64;
+            created += idx.len() as i64;
         }
+        created
+    }
+
+    /// The guarded updates and deletes of `ops` (rows now keyed by `ids`), each side
+    /// at once. Returns (updated, deleted). A row changed since it was read is noted in
+    /// `raced` and fails the call (40001).
+    fn write_rows(&self, ops: &[Op], ids: &[Sides<Option<String>>]) -> (i64, i64) {
+        let cfg = self.cfg;
+        let (mut updated, mut deleted) = (0, 0);
         for side in [Side::Target, Side::Source] {
             let e = endpoint(cfg, side);
             let mut updates: Vec<(&str, Option<&Version>, &Row)> = Vec::new();
             let mut deletes: Vec<(&str, Option<&Version>)> = Vec::new();
-            for (o, now) in ops.iter().zip(&ids) {
+            for (o, now) in ops.iter().zip(ids) {
                 let ver = o.versions.get(side).as_ref();
                 match (o.writes.get(side), now.get(side)) {
                     (Some(Write::Update(v)), Some(id)) => updates.push((id, ver, v)),
@@ -83,8 +109,8 @@ impl Run<'_> {
                     _ => {}
                 }
             }
-            st.updated += updates.len() as i64;
-            st.deleted += deletes.len() as i64;
+            updated += updates.len() as i64;
+            deleted += deletes.len() as i64;
             let mut missed = update_guarded(e, &updates);
             missed.extend(delete_guarded(e, &deletes));
             if !missed.is_empty() {
@@ -103,7 +129,15 @@ impl Run<'_> {
                 );
             }
         }
-        let links = plan::link_changes(ops, &ids);
+        (updated, deleted)
+    }
+
+    /// Update, drop and insert the links of `ops` (`plan::link_changes`). Returns the
+    /// targets newly linked.
+    fn write_links(&self, ops: &[Op], ids: &[Sides<Option<String>>]) -> Vec<String> {
+        let cfg = self.cfg;
+        let mut new_targets = Vec::new();
+        let links = plan::link_changes(ops, ids);
         if !links.bases.is_empty() {
             let rows: Vec<(&str, Option<&str>, &Row)> =
                 links.bases.iter().map(|&(s, b)| (s, None, b)).collect();
@@ -123,8 +157,7 @@ impl Run<'_> {
         }
         self.drop_links(links.dropped);
         if !links.added.is_empty() {
-            st.new_targets
-                .extend(links.added.iter().map(|&(_, t, _)| t.to_string()));
+            new_targets.extend(links.added.iter().map(|&(_, t, _)| t.to_string()));
             // a stale link of either key (a relinked pair, a reused key) is replaced:
             // found by the insert itself, so the common case costs no extra lookups
             let insert =
@@ -161,10 +194,16 @@ impl Run<'_> {
             }
             self.links_added(done.len() + stale.len());
         }
-        // conflicts, with both sides' values: a losing value is never lost
+        new_targets
+    }
+
+    /// Record the conflicts of `ops` in sync_conflicts, with both sides' values: a
+    /// losing value is never lost. Returns how many.
+    fn record_conflicts(&self, ops: &[Op], ids: &[Sides<Option<String>>]) -> i64 {
+        let cfg = self.cfg;
         let conflicts: Vec<Value> = ops
             .iter()
-            .zip(&ids)
+            .zip(ids)
             .flat_map(|(o, now)| {
                 o.conflicts.iter().map(move |c| {
                     json!({
@@ -175,8 +214,8 @@ impl Run<'_> {
                 })
             })
             .collect();
-        st.conflicts = conflicts.len() as i64;
-        if !conflicts.is_empty() {
+        let n = conflicts.len() as i64;
+        if n > 0 {
             db::run(
                 &sql::statement(statements::INSERT_CONFLICTS, &self.schema),
                 &[
@@ -187,12 +226,7 @@ impl Run<'_> {
                 ],
             );
         }
-        // entities that failed before and went through now
-        self.resolve_errors(Sides::new(
-            ids.iter().filter_map(|i| i.source.clone()).collect(),
-            ids.iter().filter_map(|i| i.target.clone()).collect(),
-        ));
-        st
+        n
     }
 
     /// Delete this config's links of these source keys and of these target keys: one
@@ -250,10 +284,7 @@ pub fn new_keys(e: &Endpoint, partner_ids: &[Option<String>]) -> Vec<String> {
                     let t = c
                         .select(&sql, None, &[(partner_ids.len() as i64).into()])
                         .unwrap_or_else(|e| spi_fail(e));
-                    db::scoped(|| {
-                        t.filter_map(|r| r.get::<String>(1).ok().flatten())
-                            .collect()
-                    })
+                    db::scoped(|| t.filter_map(|r| db::col::<String>(&r, 1)).collect())
                 })
             })
         }
@@ -333,10 +364,7 @@ const TABLEOID_KEY: &str = "__sync_engine_tableoid";
 pub(super) fn written_keys(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> HashSet<String> {
     Spi::connect_mut(|c| {
         let t = c.update(sql, None, args).unwrap_or_else(|e| spi_fail(e));
-        db::scoped(|| {
-            t.filter_map(|r| r.get::<String>(1).ok().flatten())
-                .collect()
-        })
+        db::scoped(|| t.filter_map(|r| db::col::<String>(&r, 1)).collect())
     })
 }
 

@@ -6,9 +6,9 @@ use crate::core::merge::{Direction, Row, Strategy, ValueKind};
 use crate::core::plan::Shape;
 use crate::core::types::Sides;
 use crate::pg::db;
-use crate::pg::fail;
 use crate::pg::quote::ext_schema;
 use crate::pg::security;
+use crate::pg::{bad, fail};
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -26,12 +26,39 @@ pub struct Config {
     /// target-space fields whose values identify the same entity on both sides
     pub match_on: Vec<String>,
     pub position: Option<String>,
+    /// `sync_config_origin(id)`, as loaded
+    origin: String,
     /// the role that created the config: running it or resolving its conflicts needs
     /// this role's privileges (INVALID when that role was dropped: superusers only)
     pub owner: pg_sys::Oid,
 }
 
 impl Config {
+    /// A config built in memory, for unit tests of the statement builders.
+    #[cfg(test)]
+    pub fn for_tests(
+        id: i64,
+        source: Endpoint,
+        target: Endpoint,
+        shape: Shape,
+        strategy: Strategy,
+        direction: Direction,
+    ) -> Config {
+        Config {
+            id,
+            name: format!("config {id}"),
+            source,
+            target,
+            shape,
+            strategy,
+            direction,
+            match_on: vec![],
+            position: None,
+            origin: format!("sync_engine:config:{id}"),
+            owner: pg_sys::Oid::INVALID,
+        }
+    }
+
     /// Target-space fields in mapping order.
     pub fn fields(&self) -> Vec<String> {
         self.shape.fields()
@@ -49,14 +76,11 @@ impl Config {
         self.shape.source_changes(merged, cur)
     }
 
-    /// The tag the engine's writes carry in change_log.origin.
+    /// The tag the engine's writes carry in change_log.origin
+    /// (`sync_config_origin(id)` in sql/schema.sql).
     pub fn origin(&self) -> String {
-        format!("sync_engine:config:{}", self.id)
+        self.origin.clone()
     }
-}
-
-fn bad(msg: String) -> ! {
-    fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &msg)
 }
 
 /// Validate a mapping against both endpoints; NULL mapping = same-named columns.
@@ -151,6 +175,16 @@ pub struct NewConfig<'a> {
 
 /// `sync_create_config`: create the config described by `a` and return its id.
 pub fn create(a: NewConfig<'_>) -> i64 {
+    Strategy::parse(a.conflict_strategy).unwrap_or_else(|e| bad(e));
+    Direction::parse(a.sync_direction).unwrap_or_else(|e| bad(e));
+    let caller = security::current_user();
+    security::as_extension_owner(|| create_config(caller, a))
+}
+
+/// `sync_create_config` once running as the extension's owner; `caller` (who called)
+/// needs SELECT, INSERT, UPDATE and DELETE on both tables and becomes the owner.
+/// Writes sync_configs.
+fn create_config(caller: pg_sys::Oid, a: NewConfig<'_>) -> i64 {
     let NewConfig {
         name,
         source_system,
@@ -163,37 +197,7 @@ pub fn create(a: NewConfig<'_>) -> i64 {
         match_on,
         target_entity_type,
     } = a;
-    Strategy::parse(conflict_strategy).unwrap_or_else(|e| bad(e));
-    Direction::parse(sync_direction).unwrap_or_else(|e| bad(e));
     let target_et = target_entity_type.unwrap_or(entity_type);
-    let caller = security::current_user();
-    security::as_extension_owner(|| {
-        create_config(
-            caller,
-            name,
-            [source_system, target_system],
-            [entity_type, target_et],
-            field_mapping,
-            [conflict_strategy, sync_direction],
-            sync_interval,
-            match_on,
-        )
-    })
-}
-
-/// `sync_create_config` once running as the extension's owner; `caller` (who called)
-/// needs SELECT, INSERT, UPDATE and DELETE on both tables and becomes the owner.
-#[allow(clippy::too_many_arguments)]
-fn create_config(
-    caller: pg_sys::Oid,
-    name: &str,
-    [source_system, target_system]: [&str; 2],
-    [entity_type, target_et]: [&str; 2],
-    field_mapping: Option<JsonB>,
-    [conflict_strategy, sync_direction]: [&str; 2],
-    sync_interval: Interval,
-    match_on: Option<Vec<String>>,
-) -> i64 {
     let source = endpoints::load(source_system, entity_type);
     let target = endpoints::load(target_system, target_et);
     for e in [&source, &target] {
@@ -266,41 +270,52 @@ fn column_kinds(e: &Endpoint) -> HashMap<String, ValueKind> {
 /// Load a config for a run; ERROR when it does not exist.
 pub fn load(id: i64) -> Config {
     let schema = ext_schema();
+    let sql = format!(
+        "SELECT name, source_endpoint_id, target_endpoint_id, field_mapping, conflict_strategy,
+                sync_direction, match_on, position, owner::oid AS owner,
+                {schema}.sync_config_origin(id) AS origin
+           FROM {schema}.sync_configs WHERE id = $1"
+    );
     let row = Spi::connect(|client| {
         let t = client
-            .select(
-                &format!(
-                    "SELECT name, source_endpoint_id, target_endpoint_id, field_mapping, conflict_strategy,
-                            sync_direction, match_on, position, owner::oid
-                       FROM {schema}.sync_configs WHERE id = $1"
-                ),
-                Some(1),
-                &[id.into()],
-            )
+            .select(&sql, Some(1), &[id.into()])
             .unwrap_or_else(|e| db::spi_fail(e));
         t.into_iter().next().map(|r| {
+            let text = |name: &str| db::named::<String>(&r, name).unwrap_or_default();
             (
-                r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                r.get::<i64>(2).ok().flatten().unwrap_or_default(),
-                r.get::<i64>(3).ok().flatten().unwrap_or_default(),
-                r.get::<JsonB>(4).ok().flatten().map(|j| j.0),
-                r.get::<String>(5).ok().flatten().unwrap_or_default(),
-                r.get::<String>(6).ok().flatten().unwrap_or_default(),
-                r.get::<Vec<String>>(7).ok().flatten().unwrap_or_default(),
-                r.get::<String>(8).ok().flatten(),
-                r.get::<pg_sys::Oid>(9).ok().flatten(),
+                [
+                    text("name"),
+                    text("conflict_strategy"),
+                    text("sync_direction"),
+                    text("origin"),
+                ],
+                Sides::new(
+                    db::named::<i64>(&r, "source_endpoint_id").unwrap_or_default(),
+                    db::named::<i64>(&r, "target_endpoint_id").unwrap_or_default(),
+                ),
+                db::named::<JsonB>(&r, "field_mapping").map(|j| j.0),
+                db::named::<Vec<String>>(&r, "match_on").unwrap_or_default(),
+                db::named::<String>(&r, "position"),
+                db::named::<pg_sys::Oid>(&r, "owner"),
             )
         })
     });
-    let Some((name, src_id, tgt_id, mapping, strategy, direction, match_on, position, owner)) = row
+    let Some((
+        [name, strategy, direction, origin],
+        endpoint_ids,
+        mapping,
+        match_on,
+        position,
+        owner,
+    )) = row
     else {
         fail(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             &format!("sync config {id} does not exist"),
         );
     };
-    let source = endpoints::load_by_id(src_id);
-    let target = endpoints::load_by_id(tgt_id);
+    let source = endpoints::load_by_id(endpoint_ids.source);
+    let target = endpoints::load_by_id(endpoint_ids.target);
     let mapping = resolve_mapping(mapping.as_ref(), &source, &target);
     let match_on = resolve_match_on(&match_on, &mapping);
     let shape = Shape {
@@ -317,6 +332,7 @@ pub fn load(id: i64) -> Config {
         direction: Direction::parse(&direction).unwrap_or_else(|e| bad(e)),
         match_on,
         position,
+        origin,
         owner: owner.unwrap_or(pg_sys::Oid::INVALID),
     }
 }

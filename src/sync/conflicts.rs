@@ -2,11 +2,15 @@
 //! (as the engine, so nothing echoes), update the link's base, close the conflict.
 
 use crate::capture::endpoints::Endpoint;
-use crate::core::merge::Row;
+use crate::core::merge::{ConflictKind, Row};
+use crate::core::plan;
+use crate::core::resolve::{self, Choice, Decision};
+use crate::core::types::Sides;
 use crate::pg::db::{self, spi_fail};
-use crate::pg::fail;
 use crate::pg::quote::ext_schema;
 use crate::pg::security;
+use crate::pg::OrRaise;
+use crate::pg::{bad, fail};
 use crate::sync::config;
 use crate::sync::{
     base_checksum_sql, delete_rows, insert_rows, jsonb_arg, load_rows, new_keys, update_rows,
@@ -37,48 +41,24 @@ fn insert_one(e: &Endpoint, cols: &[String], partner: &Option<String>, values: R
     key
 }
 
-pub const CHOICES: &[&str] = &["source", "target", "merged"];
-
-pub fn bad(msg: String) -> ! {
-    fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &msg)
-}
-
-/// The `merged` argument of `sync_resolve_conflict`, checked against `choice`: its object
-/// when the choice is 'merged' (for an `update_update` conflict, with a value for every
-/// field in `fields`), None for the other choices. ERROR 22023 naming the problem.
-/// Shared by config and push conflicts; each checks the field names it allows itself.
+/// The `merged` argument of `sync_resolve_conflict`, checked against `choice`
+/// (`core::resolve::merged_values`): its object when the choice is 'merged', None for
+/// the other choices. ERROR 22023 naming the problem. Shared by config and push
+/// conflicts; each checks the field names it allows itself.
 pub fn merged_values(
     choice: &str,
     merged: &Option<JsonB>,
     kind: &str,
     fields: &[String],
 ) -> Option<serde_json::Map<String, Value>> {
-    match (choice, merged) {
-        ("merged", Some(JsonB(Value::Object(m)))) => {
-            let missing: Vec<&str> = fields
-                .iter()
-                .filter(|f| !m.contains_key(*f))
-                .map(|s| s.as_str())
-                .collect();
-            if kind == "update_update" && !missing.is_empty() {
-                bad(format!(
-                    "merged must give a value for every conflicting field; missing: {}",
-                    missing.join(", ")
-                ));
-            }
-            Some(m.clone())
-        }
-        ("merged", Some(_)) => bad(
-            "merged must be a JSON object of field -> value, e.g. {\"phone\": \"555-3\"}".into(),
-        ),
-        ("merged", None) => {
-            bad("choice 'merged' needs the merged values, e.g. {\"phone\": \"555-3\"}".into())
-        }
-        (_, Some(_)) => bad(format!(
-            "merged values are only used with choice 'merged', not '{choice}'"
-        )),
-        (_, None) => None,
-    }
+    let choice = Choice::parse(choice).or_raise();
+    resolve::merged_values(
+        choice,
+        merged.as_ref().map(|j| &j.0),
+        ConflictKind::parse(kind),
+        fields,
+    )
+    .or_raise()
 }
 
 struct Pending {
@@ -104,13 +84,13 @@ fn load(schema: &str, id: i64) -> Pending {
             )
             .unwrap_or_else(|e| spi_fail(e));
         t.into_iter().next().map(|r| Pending {
-            config_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
-            source_id: r.get::<String>(2).ok().flatten(),
-            target_id: r.get::<String>(3).ok().flatten(),
-            kind: r.get::<String>(4).ok().flatten().unwrap_or_default(),
-            fields: r.get::<Vec<String>>(5).ok().flatten().unwrap_or_default(),
-            resolution: r.get::<String>(6).ok().flatten().unwrap_or_default(),
-            resolved_at: r.get::<String>(7).ok().flatten(),
+            config_id: db::col::<i64>(&r, 1).unwrap_or_default(),
+            source_id: db::col::<String>(&r, 2),
+            target_id: db::col::<String>(&r, 3),
+            kind: db::col::<String>(&r, 4).unwrap_or_default(),
+            fields: db::col::<Vec<String>>(&r, 5).unwrap_or_default(),
+            resolution: db::col::<String>(&r, 6).unwrap_or_default(),
+            resolved_at: db::col::<String>(&r, 7),
         })
     });
     row.unwrap_or_else(|| {
@@ -124,12 +104,7 @@ fn load(schema: &str, id: i64) -> Pending {
 /// Resolve a conflict: 'source' or 'target' takes that side's value, 'merged' takes
 /// `merged` (an object with a value for every conflicting field).
 pub fn resolve_conflict(conflict_id: i64, choice: &str, merged: Option<JsonB>) -> JsonB {
-    if !CHOICES.contains(&choice) {
-        bad(format!(
-            "unknown conflict choice \"{choice}\"; allowed: {}",
-            CHOICES.join(", ")
-        ));
-    }
+    Choice::parse(choice).or_raise();
     let caller = security::current_user();
     let caller_name = security::role_name(caller);
     security::as_extension_owner(|| resolve(caller, &caller_name, conflict_id, choice, merged))
@@ -179,27 +154,18 @@ fn resolve(
     );
     let tagged = crate::capture::origin::tag_writes(cfg.origin());
     let fields = cfg.fields();
+    let kind = ConflictKind::parse(&c.kind).unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            &format!(
+                "sync conflict {conflict_id} has an unknown kind \"{}\"",
+                c.kind
+            ),
+        )
+    });
     if let Some(m) = &merged {
-        // a value for a field this conflict does not decide would be silently dropped
-        let allowed: &[String] = if c.kind == "update_update" {
-            &c.fields
-        } else {
-            &fields
-        };
-        let unknown: Vec<&str> = m
-            .keys()
-            .filter(|k| !allowed.contains(k))
-            .map(|k| k.as_str())
-            .collect();
-        if !unknown.is_empty() {
-            bad(format!(
-                "merged names field(s) {} that conflict {conflict_id} does not decide; allowed: {}",
-                unknown.join(", "),
-                allowed.join(", ")
-            ));
-        }
+        resolve::check_merged_fields(m, kind, &c.fields, &fields, conflict_id).or_raise();
     }
-
     let src_row = c
         .source_id
         .as_ref()
@@ -208,168 +174,35 @@ fn resolve(
         .target_id
         .as_ref()
         .and_then(|t| load_rows(&cfg.target, std::slice::from_ref(t)).remove(t));
-    let target_view = |r: &Row| -> Row {
-        fields
-            .iter()
-            .map(|f| (f.clone(), r.get(f).cloned().unwrap_or(Value::Null)))
-            .collect()
-    };
     let src_proj = src_row
         .as_ref()
         .map(|r| cfg.project(r).unwrap_or_else(|e| bad(e)));
-    let tgt_vals = tgt_row.as_ref().map(target_view);
+    let tgt_vals = tgt_row
+        .as_ref()
+        .map(|r| plan::target_values(r.clone(), &fields));
+    let Decision {
+        decided,
+        want,
+        partial,
+    } = resolve::decide(
+        kind,
+        Choice::parse(choice).or_raise(),
+        &c.fields,
+        Sides::new(src_proj.as_ref(), tgt_vals.as_ref()),
+        merged.as_ref(),
+        conflict_id,
+    )
+    .or_raise();
 
-    // the entity as it should be afterwards, in target names; None = deleted
-    let decided: Option<Row> = match c.kind.as_str() {
-        "update_update" => {
-            if src_proj.is_none() || tgt_vals.is_none() {
-                fail(
-                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    &format!(
-                        "a row of sync conflict {conflict_id} was deleted since the conflict was recorded; run sync_execute, which records the delete as a conflict of its own"
-                    ),
-                );
-            }
-            // only the conflicting fields: every other field is left to the next run's
-            // merge, so edits made since the conflict was recorded are never overwritten
-            let vals: Row = c
-                .fields
-                .iter()
-                .map(|f| {
-                    let v = match choice {
-                        "source" => src_proj.as_ref().and_then(|r| r.get(f)).cloned(),
-                        "target" => tgt_vals.as_ref().and_then(|r| r.get(f)).cloned(),
-                        _ => merged.as_ref().and_then(|m| m.get(f)).cloned(),
-                    };
-                    (f.clone(), v.unwrap_or(Value::Null))
-                })
-                .collect();
-            Some(vals)
-        }
-        // source deleted, target updated
-        "delete_update" => match choice {
-            "source" => None,
-            "target" => tgt_vals.clone(),
-            _ => tgt_vals.clone().map(|mut v| {
-                v.extend(merged.clone().unwrap_or_default());
-                v
-            }),
-        },
-        // source updated, target deleted
-        _ => match choice {
-            "target" => None,
-            "source" => src_proj.clone(),
-            _ => src_proj.clone().map(|mut v| {
-                v.extend(merged.clone().unwrap_or_default());
-                v
-            }),
-        },
-    };
-
-    let mut source_id = src_row.as_ref().and(c.source_id.clone());
-    let mut target_id = tgt_row.as_ref().and(c.target_id.clone());
-    let partial = c.kind == "update_update";
-    let overlay = |r: &Option<Row>, vals: &Row| {
-        r.clone().map(|mut r| {
-            r.extend(vals.clone());
-            r
-        })
-    };
-    // each side as it should be afterwards (target names)
-    let (want_src, want_tgt) = match &decided {
-        Some(vals) if partial => (overlay(&src_proj, vals), overlay(&tgt_vals, vals)),
-        other => (other.clone(), other.clone()),
-    };
-    match &decided {
-        None => {
-            if let Some(s) = &source_id {
-                delete_rows(&cfg.source, std::slice::from_ref(s));
-            }
-            if let Some(t) = &target_id {
-                delete_rows(&cfg.target, std::slice::from_ref(t));
-            }
-            source_id = None;
-            target_id = None;
-        }
-        Some(_) => {
-            let v = want_src.as_ref().expect("a decided row");
-            match (&source_id, &src_row) {
-                (Some(s), Some(cur)) => {
-                    update_one(
-                        &cfg.source,
-                        s,
-                        cfg.source_changes(v, cur).unwrap_or_else(|e| bad(e)),
-                    );
-                }
-                _ => {
-                    let want_src = cfg.unproject(v).unwrap_or_else(|e| bad(e));
-                    source_id = Some(insert_one(
-                        &cfg.source,
-                        &cfg.shape.mapping.source_columns(),
-                        &target_id,
-                        want_src,
-                    ));
-                }
-            }
-            let v = want_tgt.as_ref().expect("a decided row");
-            match (&target_id, &tgt_vals) {
-                (Some(t), Some(cur)) => {
-                    let diff: Row = v
-                        .iter()
-                        .filter(|(k, val)| {
-                            !cur.get(*k)
-                                .is_some_and(|c| crate::core::mapping::values_equal(c, val))
-                        })
-                        .map(|(k, val)| (k.clone(), val.clone()))
-                        .collect();
-                    update_one(&cfg.target, t, diff);
-                }
-                _ => {
-                    target_id = Some(insert_one(&cfg.target, &fields, &source_id, v.clone()));
-                }
-            }
-        }
-    }
-    if partial {
-        let vals = decided.clone().unwrap_or_default();
-        db::run(
-            &format!(
-                "UPDATE {schema}.sync_links SET base = base || $3, base_checksum = {}, updated_at = now()
-                  WHERE config_id = $1 AND source_id = $2",
-                base_checksum_sql("base || $3")
-            ),
-            &[
-                c.config_id.into(),
-                c.source_id.clone().into(),
-                jsonb_arg(Value::Object(vals)).into(),
-            ],
-        );
-    } else {
-        // the link: drop the old one, write the agreed base
-        db::run(
-        &format!("DELETE FROM {schema}.sync_links WHERE config_id = $1 AND (source_id = $2 OR target_id = $3)"),
-        &[c.config_id.into(), c.source_id.clone().into(), c.target_id.clone().into()],
+    let (source_id, target_id) = write_sides(
+        &cfg,
+        &c,
+        &decided,
+        &want,
+        (src_row.as_ref(), tgt_vals.as_ref()),
     );
-        if let (Some(v), Some(s), Some(t)) = (&decided, &source_id, &target_id) {
-            db::run(
-            &format!(
-                "INSERT INTO {schema}.sync_links (config_id, source_id, target_id, base, base_checksum)
-                 VALUES ($1, $2, $3, $4, {})",
-                base_checksum_sql("$4")
-            ),
-            &[c.config_id.into(), s.clone().into(), t.clone().into(), jsonb_arg(Value::Object(v.clone())).into()],
-        );
-        }
-    }
-    let resolved_value = match &decided {
-        Some(v) => Value::Object(
-            c.fields
-                .iter()
-                .filter_map(|f| v.get(f).map(|x| (f.clone(), x.clone())))
-                .collect(),
-        ),
-        None => Value::Null,
-    };
+    write_link(&schema, &c, &decided, partial, (&source_id, &target_id));
+    let resolved_value = resolve::resolved_value(decided.as_ref(), &c.fields);
     record_resolution(&schema, conflict_id, choice, &resolved_value, caller_name);
     drop(tagged);
     JsonB(json!({
@@ -401,4 +234,106 @@ pub fn record_resolution(
             caller_name.into(),
         ],
     );
+}
+
+/// The link of a resolved conflict `c`: for an update/update conflict (`partial`) the
+/// decided fields go into the base in place; otherwise the old link is dropped and,
+/// when the entity lives on, a link of the rows `now` (source id, target id) is written
+/// with the decided values as its base. Writes sync_links.
+fn write_link(
+    schema: &str,
+    c: &Pending,
+    decided: &Option<Row>,
+    partial: bool,
+    now: (&Option<String>, &Option<String>),
+) {
+    let (source_id, target_id) = now;
+    if partial {
+        let vals = decided.clone().unwrap_or_default();
+        db::run(
+            &format!(
+                "UPDATE {schema}.sync_links SET base = base || $3, base_checksum = {}, updated_at = now()
+                  WHERE config_id = $1 AND source_id = $2",
+                base_checksum_sql("base || $3")
+            ),
+            &[
+                c.config_id.into(),
+                c.source_id.clone().into(),
+                jsonb_arg(Value::Object(vals)).into(),
+            ],
+        );
+    } else {
+        // the link: drop the old one, write the agreed base
+        db::run(
+        &format!("DELETE FROM {schema}.sync_links WHERE config_id = $1 AND (source_id = $2 OR target_id = $3)"),
+        &[c.config_id.into(), c.source_id.clone().into(), c.target_id.clone().into()],
+    );
+        if let (Some(v), Some(s), Some(t)) = (&decided, &source_id, &target_id) {
+            db::run(
+            &format!(
+                "INSERT INTO {schema}.sync_links (config_id, source_id, target_id, base, base_checksum)
+                 VALUES ($1, $2, $3, $4, {})",
+                base_checksum_sql("$4")
+            ),
+            &[c.config_id.into(), s.clone().into(), t.clone().into(), jsonb_arg(Value::Object(v.clone())).into()],
+        );
+        }
+    }
+}
+
+/// Write both sides of a resolved conflict `c` as `want` says (`decided` None: delete
+/// both rows). `rows`: the current source row and target values (None: gone); a side
+/// that is gone is created. Returns the (source id, target id) afterwards.
+fn write_sides(
+    cfg: &config::Config,
+    c: &Pending,
+    decided: &Option<Row>,
+    want: &Sides<Option<Row>>,
+    rows: (Option<&Row>, Option<&Row>),
+) -> (Option<String>, Option<String>) {
+    let (src_row, tgt_vals) = rows;
+    let fields = cfg.fields();
+    let mut source_id = src_row.and(c.source_id.clone());
+    let mut target_id = tgt_vals.and(c.target_id.clone());
+    match &decided {
+        None => {
+            if let Some(s) = &source_id {
+                delete_rows(&cfg.source, std::slice::from_ref(s));
+            }
+            if let Some(t) = &target_id {
+                delete_rows(&cfg.target, std::slice::from_ref(t));
+            }
+            source_id = None;
+            target_id = None;
+        }
+        Some(_) => {
+            let v = want.source.as_ref().expect("a decided row");
+            match (&source_id, src_row) {
+                (Some(s), Some(cur)) => {
+                    update_one(
+                        &cfg.source,
+                        s,
+                        cfg.source_changes(v, cur).unwrap_or_else(|e| bad(e)),
+                    );
+                }
+                _ => {
+                    let want_src = cfg.unproject(v).unwrap_or_else(|e| bad(e));
+                    source_id = Some(insert_one(
+                        &cfg.source,
+                        &cfg.shape.mapping.source_columns(),
+                        &target_id,
+                        want_src,
+                    ));
+                }
+            }
+            let v = want.target.as_ref().expect("a decided row");
+            match (&target_id, tgt_vals) {
+                (Some(t), Some(cur)) => update_one(&cfg.target, t, resolve::changed_fields(v, cur)),
+                _ => {
+                    target_id = Some(insert_one(&cfg.target, &fields, &source_id, v.clone()));
+                }
+            }
+        }
+    }
+    (source_id, target_id)
 }

@@ -9,9 +9,8 @@ use crate::capture::endpoints::Endpoint;
 use crate::core::merge::Row;
 use crate::core::plan::{self, FieldTimes, PendingConflict, ReadRow, Version, WorkItem};
 use crate::core::types::{Side, Sides};
-use crate::pg::db::{self, spi_fail};
+use crate::pg::db;
 use crate::pg::quote::{quote_ident, quote_literal};
-use pgrx::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -51,24 +50,21 @@ pub(super) fn read_rows(e: &Endpoint, ids: &[String], cols: &[String]) -> HashMa
 /// Run `sql` (columns: key, ctid, xmin, tableoid as text, row json; `$1` = the keys)
 /// and return its rows by key.
 fn keyed_rows(sql: &str, ids: &[String]) -> HashMap<String, ReadRow> {
-    Spi::connect(|c| {
-        let t = c
-            .select(sql, None, &[ids.to_vec().into()])
-            .unwrap_or_else(|e| spi_fail(e));
-        db::scoped(|| t.filter_map(|r| keyed_row(&r, 1)).collect())
-    })
+    db::select(sql, &[ids.to_vec().into()], |r| keyed_row(r, 1))
+        .into_iter()
+        .collect()
 }
 
 /// A keyed row from the columns at `at`..: key, ctid, xmin, tableoid (as text), row
 /// (json). None when any is NULL or the row is not an object.
 fn keyed_row(r: &pgrx::spi::SpiHeapTupleData, at: usize) -> Option<(String, ReadRow)> {
-    let text = |i: usize| r.get::<String>(at + i).ok().flatten();
+    let text = |i: usize| db::col::<String>(r, at + i);
     let version = Version {
         ctid: text(1)?,
         xmin: text(2)?,
         tableoid: text(3)?,
     };
-    match r.get::<pgrx::Json>(at + 4).ok().flatten() {
+    match db::col::<pgrx::Json>(r, at + 4) {
         Some(pgrx::Json(Value::Object(row))) => Some((text(0)?, ReadRow { version, row })),
         _ => None,
     }
@@ -97,27 +93,20 @@ pub fn load_rows(e: &Endpoint, ids: &[String]) -> HashMap<String, Row> {
 impl Run<'_> {
     /// Pending manual conflicts of the entities `ids`.
     pub(super) fn load_pending(&self, ids: &Sides<Vec<String>>) -> Vec<PendingConflict> {
-        let sql = sql::pending_sql(&self.schema);
-        Spi::connect(|c| {
-            let t = c
-                .select(
-                    &sql,
-                    None,
-                    &[
-                        self.cfg.id.into(),
-                        ids.source.clone().into(),
-                        ids.target.clone().into(),
-                    ],
-                )
-                .unwrap_or_else(|e| spi_fail(e));
-            db::scoped(|| {
-                t.map(|r| PendingConflict {
-                    ids: Sides::new(db::col(&r, 1), db::col(&r, 2)),
-                    fields: db::col::<Vec<String>>(&r, 3).unwrap_or_default(),
+        db::select(
+            &sql::pending_sql(&self.schema),
+            &[
+                self.cfg.id.into(),
+                ids.source.clone().into(),
+                ids.target.clone().into(),
+            ],
+            |r| {
+                Some(PendingConflict {
+                    ids: Sides::new(db::col(r, 1), db::col(r, 2)),
+                    fields: db::col::<Vec<String>>(r, 3).unwrap_or_default(),
                 })
-                .collect()
-            })
-        })
+            },
+        )
     }
 
     /// Per-field change times of the pairs that changed on both sides (only those can
@@ -167,19 +156,13 @@ impl Run<'_> {
         }
         let mut out = FieldTimes::new();
         for (sql, args) in queries {
-            let rows: Vec<(bool, String, String, i64)> = Spi::connect(|c| {
-                let t = c.select(&sql, None, &args).unwrap_or_else(|e| spi_fail(e));
-                db::scoped(|| {
-                    t.filter_map(|r| {
-                        Some((
-                            r.get::<bool>(1).ok().flatten()?,
-                            r.get::<String>(2).ok().flatten()?,
-                            r.get::<String>(3).ok().flatten()?,
-                            r.get::<i64>(4).ok().flatten()?,
-                        ))
-                    })
-                    .collect()
-                })
+            let rows: Vec<(bool, String, String, i64)> = db::select(&sql, &args, |r| {
+                Some((
+                    db::col::<bool>(r, 1)?,
+                    db::col::<String>(r, 2)?,
+                    db::col::<String>(r, 3)?,
+                    db::col::<i64>(r, 4)?,
+                ))
             });
             for (is_src, id, field, at) in rows {
                 let side = if is_src { Side::Source } else { Side::Target };
@@ -239,23 +222,15 @@ impl Run<'_> {
             table = t.table,
             schema = self.schema,
         );
-        let rows: Vec<(i32, String, ReadRow)> = Spi::connect(|c| {
-            let r = c
-                .select(
-                    &sql,
-                    None,
-                    &[jsonb_arg(Value::Array(arr)).into(), self.cfg.id.into()],
-                )
-                .unwrap_or_else(|e| spi_fail(e));
-            db::scoped(|| {
-                r.filter_map(|r| {
-                    let n = r.get::<i32>(1).ok().flatten()?;
-                    let (k, row) = keyed_row(&r, 2)?;
-                    Some((n, k, row))
-                })
-                .collect()
-            })
-        });
+        let rows: Vec<(i32, String, ReadRow)> = db::select(
+            &sql,
+            &[jsonb_arg(Value::Array(arr)).into(), self.cfg.id.into()],
+            |r| {
+                let n = db::col::<i32>(r, 1)?;
+                let (k, row) = keyed_row(r, 2)?;
+                Some((n, k, row))
+            },
+        );
         let mut found: HashMap<String, ReadRow> = HashMap::new();
         let candidates: Vec<(usize, String)> = rows
             .into_iter()
@@ -285,26 +260,20 @@ impl Run<'_> {
             return Vec::new();
         }
         let bases: HashMap<String, (String, Row)> = db::lookups_only(|| {
-            Spi::connect(|c| {
-                let t = c
-                    .select(
-                        &sql::statement(statements::LOAD_BASES, &self.schema),
-                        None,
-                        &[self.cfg.id.into(), linked.into()],
-                    )
-                    .unwrap_or_else(|e| spi_fail(e));
-                db::scoped(|| {
-                    t.filter_map(|r| {
-                        let s = r.get::<String>(1).ok().flatten()?;
-                        let t = r.get::<String>(2).ok().flatten()?;
-                        match r.get::<pgrx::Json>(3).ok().flatten()? {
-                            pgrx::Json(Value::Object(b)) => Some((s, (t, b))),
-                            _ => None,
-                        }
-                    })
-                    .collect()
-                })
-            })
+            db::select(
+                &sql::statement(statements::LOAD_BASES, &self.schema),
+                &[self.cfg.id.into(), linked.into()],
+                |r| {
+                    let s = db::col::<String>(r, 1)?;
+                    let t = db::col::<String>(r, 2)?;
+                    match db::col::<pgrx::Json>(r, 3)? {
+                        pgrx::Json(Value::Object(b)) => Some((s, (t, b))),
+                        _ => None,
+                    }
+                },
+            )
+            .into_iter()
+            .collect()
         });
         plan::attach_bases(items, bases)
     }

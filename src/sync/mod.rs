@@ -156,49 +156,7 @@ fn run_as_extension_owner(
         Start::After(_) => sql::work_sql(&cfg, &schema, &window),
         Start::InitialLoad | Start::Reconcile => sql::initial_work_sql(&cfg, &schema),
     };
-    // the work list hashes and sorts one row per changed entity: give it at least
-    // 16 MB (a few of its nodes may each use that much, and keep it while the cursor
-    // is open, which is what bounds the run's memory)
-    let prev_work_mem = db::one::<String>("SELECT current_setting('work_mem')", &[]);
-    db::run(
-        "SELECT set_config('work_mem', '16MB', true)
-          WHERE pg_size_bytes(current_setting('work_mem')) < 16 * 1024 * 1024",
-        &[],
-    );
-    Spi::connect(|client| {
-        let mut cursor = client
-            .try_open_cursor(&work_sql, &[cfg.id.into(), cfg.origin().into()])
-            .unwrap_or_else(|e| spi_fail(e));
-        // the work list is sorted by pair; rows of one pair are folded together, and
-        // the last pair of a fetch waits for the next one, which may continue it
-        let batch = i64::from(crate::pg::guc::BATCH_SIZE.get());
-        let mut carry: Option<WorkItem> = None;
-        let mut first = true;
-        loop {
-            // each batch (its fetch included) works in a memory context of its own,
-            // deleted afterwards: memory stays bounded however long the backlog is
-            let mut cx = PgMemoryContexts::new("sync_engine batch");
-            let rows = unsafe { cx.switch_to(|_| worklist::fetch(&mut cursor, batch)) };
-            if std::mem::take(&mut first) {
-                // the first fetch ran the work list's sorts and hashes: the batches'
-                // own statements get the session's work_mem again
-                db::run(
-                    "SELECT set_config('work_mem', $1, true)",
-                    &[prev_work_mem.clone().unwrap_or_else(|| "4MB".into()).into()],
-                );
-            }
-            let more = rows.len() == batch as usize;
-            let (items, next) = plan::fold(carry.take(), rows, more);
-            carry = next;
-            if !items.is_empty() {
-                unsafe { cx.switch_to(|_| run.batch(items)) };
-            }
-            drop(cx);
-            if !more {
-                break;
-            }
-        }
-    });
+    work_through(&mut run, &work_sql, &cfg.origin());
 
     debug1!(
         "sync_engine: config {config_id}: load {} ms, load+merge {} ms, apply {} ms",
@@ -227,4 +185,51 @@ fn run_as_extension_owner(
         ],
     );
     result
+}
+
+/// Read the work list `work_sql` through a cursor and hand each fetch, folded into one
+/// item per pair, to `run.batch`. Each batch (its fetch included) works in a memory
+/// context of its own, deleted afterwards: memory stays bounded however long the
+/// backlog is.
+/// - The work list hashes and sorts one row per changed entity: it gets at least
+///   16 MB of work_mem for its first fetch, then the session's value again.
+fn work_through(run: &mut Run<'_>, work_sql: &str, origin: &str) {
+    let prev_work_mem = db::one::<String>("SELECT current_setting('work_mem')", &[]);
+    db::run(
+        "SELECT set_config('work_mem', '16MB', true)
+          WHERE pg_size_bytes(current_setting('work_mem')) < 16 * 1024 * 1024",
+        &[],
+    );
+    Spi::connect(|client| {
+        let mut cursor = client
+            .try_open_cursor(work_sql, &[run.cfg.id.into(), origin.into()])
+            .unwrap_or_else(|e| spi_fail(e));
+        // the work list is sorted by pair; rows of one pair are folded together, and
+        // the last pair of a fetch waits for the next one, which may continue it
+        let batch = i64::from(crate::pg::guc::BATCH_SIZE.get());
+        let mut carry: Option<WorkItem> = None;
+        let mut first = true;
+        loop {
+            let mut cx = PgMemoryContexts::new("sync_engine batch");
+            let rows = unsafe { cx.switch_to(|_| worklist::fetch(&mut cursor, batch)) };
+            if std::mem::take(&mut first) {
+                // the first fetch ran the work list's sorts and hashes: the batches'
+                // own statements get the session's work_mem again
+                db::run(
+                    "SELECT set_config('work_mem', $1, true)",
+                    &[prev_work_mem.clone().unwrap_or_else(|| "4MB".into()).into()],
+                );
+            }
+            let more = rows.len() == batch as usize;
+            let (items, next) = plan::fold(carry.take(), rows, more);
+            carry = next;
+            if !items.is_empty() {
+                unsafe { cx.switch_to(|_| run.batch(items)) };
+            }
+            drop(cx);
+            if !more {
+                break;
+            }
+        }
+    });
 }

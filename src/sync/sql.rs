@@ -163,3 +163,133 @@ pub fn pending_sql(schema: &str) -> String {
         whole = quote_literal(WHOLE_ENTITY),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::mapping::Mapping;
+    use crate::core::merge::Direction;
+    use crate::core::plan::Shape;
+    use crate::core::types::Sides;
+    use pgrx::pg_sys;
+
+    fn endpoint(system: &str, table: &str, key: &str) -> Endpoint {
+        Endpoint {
+            id: 1,
+            system: system.into(),
+            entity_type: "contacts".into(),
+            table: table.into(),
+            key_column: key.into(),
+            key_type: "integer".into(),
+            columns: vec![key.into(), "email".into()],
+            column_types: vec!["integer".into(), "text".into()],
+            column_base_types: vec!["integer".into(), "text".into()],
+            column_inputs: vec![],
+            key_default: None,
+            key_identity: false,
+            owner: pg_sys::Oid::INVALID,
+            relid: pg_sys::Oid::INVALID,
+        }
+    }
+
+    fn config(strategy: Strategy) -> Config {
+        let mapping =
+            Mapping::parse(&serde_json::json!([{"source": "email", "target": "email"}])).unwrap();
+        Config::for_tests(
+            7,
+            endpoint("it's crm", r#""Sales"."Crm; x""#, r#"Key "col""#),
+            endpoint("hub", "hub.contacts", "id"),
+            Shape {
+                mapping,
+                kinds: Sides::default(),
+            },
+            strategy,
+            Direction::Bidirectional,
+        )
+    }
+
+    #[test]
+    fn templates_fill_each_name_once() {
+        assert_eq!(
+            fill(
+                "UPDATE {schema}.t SET c = {checksum} {on_conflict}",
+                &[("schema", "\"s\""), ("checksum", "x"), ("on_conflict", "")]
+            ),
+            "UPDATE \"s\".t SET c = x "
+        );
+        // a value that looks like a placeholder is not filled again
+        assert_eq!(
+            fill(
+                "{schema}.{checksum}",
+                &[("schema", "\"{checksum}\""), ("checksum", "c")]
+            ),
+            "\"{checksum}\".c"
+        );
+        // unknown and unclosed braces stay
+        assert_eq!(fill("{x} {schema", &[("schema", "s")]), "{x} {schema");
+        assert_eq!(
+            statement("SELECT 1 FROM {schema}.sync_links", "\"my schema\""),
+            "SELECT 1 FROM \"my schema\".sync_links"
+        );
+        for s in [
+            statements::RECORD_ERROR,
+            statements::RESOLVE_ERRORS,
+            statements::INSERT_CONFLICTS,
+            statements::LOAD_BASES,
+            statements::START_RUN,
+            statements::FINISH_RUN,
+            statements::FINISH_CONFIG,
+        ] {
+            assert!(s.contains("{schema}."), "{s}");
+            assert!(!statement(s, "x").contains('{'), "{s}");
+        }
+        for s in [statements::UPDATE_BASES, statements::INSERT_LINKS] {
+            let done = fill(
+                s,
+                &[("schema", "x"), ("checksum", "c"), ("on_conflict", "")],
+            );
+            assert!(!done.contains('{'), "{done}");
+        }
+    }
+
+    #[test]
+    fn keys_and_columns_are_quoted() {
+        let e = endpoint("crm", "crm.t", r#"Key "col""#);
+        assert_eq!(key_text(&e, "t"), r#"format('%s', t."Key ""col""")"#);
+        assert_eq!(
+            col_list(&["a".into(), "B c".into(), r#"d"e"#.into()], "r."),
+            r#"r."a", r."B c", r."d""e""#
+        );
+        assert_eq!(
+            base_checksum_sql("x.b"),
+            "encode(sha256(convert_to((x.b)::text, 'UTF8')), 'hex')"
+        );
+        assert!(pending_sql("\"s\"").contains("ARRAY['*']"));
+    }
+
+    #[test]
+    fn work_lists_quote_names_and_carry_change_records_only_for_latest_wins() {
+        let w = Window::new(
+            None,
+            crate::core::cursor::Snapshot::parse("10:12:").unwrap(),
+        )
+        .unwrap();
+        let lw = work_sql(&config(Strategy::LatestWins), "\"sync\"", &w);
+        // a system name is a literal, a table name and key column stay quoted identifiers
+        assert!(lw.contains("c.system = 'it''s crm'"), "{lw}");
+        assert!(
+            lw.contains(&format!("(array_agg(c.ctid::text))[1:{CHANGE_TIDS}]")),
+            "{lw}"
+        );
+        assert!(lw.contains("FROM \"sync\".change_log c"), "{lw}");
+        let sw = work_sql(&config(Strategy::SourceWins), "\"sync\"", &w);
+        assert!(sw.contains("NULL::text[] AS tids"), "{sw}");
+        let init = initial_work_sql(&config(Strategy::Manual), "\"sync\"");
+        assert!(init.contains(r#"FROM "Sales"."Crm; x" s"#), "{init}");
+        assert!(init.contains(r#"format('%s', s."Key ""col""")"#), "{init}");
+        assert!(
+            init.contains("ORDER BY w.s_id NULLS LAST, w.t_id"),
+            "{init}"
+        );
+    }
+}

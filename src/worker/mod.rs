@@ -15,6 +15,7 @@
 
 pub mod launcher;
 
+use crate::pg::db;
 use crate::pg::guc;
 use crate::pg::subxact::{describe, SubxactError};
 use crate::sync::{self, LOCK_CLASS};
@@ -194,7 +195,7 @@ fn run_due(schema: &str) {
                     &[],
                 )
                 .unwrap_or_else(|e| crate::pg::db::spi_fail(e));
-            t.filter_map(|r| r.get::<i64>(1).ok().flatten())
+            t.filter_map(|r| db::col::<i64>(&r, 1))
                 .collect::<Vec<i64>>()
         })
     });
