@@ -53,6 +53,11 @@ SELECT id, status, started_by, completed_at IS NOT NULL AS completed,
        result - 'duration_ms' - 'run_id' AS result, error
   FROM sync_runs ORDER BY id;
 
+-- change_log tells the engine's writes (sync_config_origin) from the users'
+SELECT sync_config_origin(1) AS origin;
+SELECT system, operation, origin IS NOT DISTINCT FROM sync_config_origin(1) AS by_the_engine, count(*)
+  FROM change_log GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+
 -- the events, in order, and one delivery of each to the subscriber
 SELECT e.id, e.event_type, e.payload ->> 'type' AS type,
        (e.payload -> 'data') - 'duration_ms' - 'started_at' - 'completed_at' - 'created_at' - 'resolved_at' AS data
