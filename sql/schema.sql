@@ -211,7 +211,7 @@ SELECT c.id AS config_id,
 -- a dump carries their rows (and their sequences' values) and a restore puts them back
 -- after CREATE EXTENSION. change_log is not: its transaction ids mean nothing in another
 -- database, and a config restored with a foreign position reconciles every row through
--- its links instead (docs/operations.md, backup and restore). sync_instance is not either (see
+-- its links instead (docs/operations.md "Backup and restore"). sync_instance is not either (see
 -- above): that is how a restore is told apart from the original.
 SELECT pg_catalog.pg_extension_config_dump('sync_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_endpoints_id_seq', '');
