@@ -5,9 +5,9 @@
 //! tag its writes with another client's origin (that client's pulls would leave them
 //! out), or pull as that client. Runs inside `as_extension_owner`.
 
-use crate::db;
-use crate::ext_schema;
-use crate::security;
+use crate::pg::db;
+use crate::pg::quote::ext_schema;
+use crate::pg::security;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 
@@ -23,7 +23,7 @@ fn require(caller: pg_sys::Oid, owner: pg_sys::Oid, client_id: &str, what: &str)
     if unsafe { pg_sys::has_privs_of_role(caller, owner) } {
         return;
     }
-    crate::fail(
+    crate::pg::fail(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         &format!(
             "permission denied to {what} as client \"{client_id}\": the client id belongs to role \"{}\" (the first to push with it), and role \"{}\" is not a member of it; use a client id of your own, or have the extension's owner rebind it (UPDATE sync_clients SET owner = ... WHERE client_id = ...)",

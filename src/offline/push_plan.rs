@@ -4,8 +4,8 @@
 //! strategy. No Postgres here; `push` is the shell that loads rows and writes.
 
 use super::time;
-use crate::mapping::values_equal;
-use crate::merge::ConflictKind;
+use crate::core::mapping::values_equal;
+use crate::core::merge::ConflictKind;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -51,7 +51,7 @@ impl PushStrategy {
             "manual" => Ok(PushStrategy::Manual),
             _ => Err(format!(
                 "sync_push: unknown conflict strategy \"{}\"; allowed: {}",
-                crate::args::shown(s),
+                crate::core::args::shown(s),
                 PUSH_STRATEGIES.join(", ")
             )),
         }
@@ -209,7 +209,7 @@ fn parse_change(
             _ => {
                 return bad(format!(
                     "unknown operation \"{}\"; allowed: {}",
-                    crate::args::shown(s),
+                    crate::core::args::shown(s),
                     OPERATIONS.join(", ")
                 ))
             }

@@ -2,7 +2,7 @@
 //! issue 17 added sync_push, sync_pull, sync_snapshot, the webhook functions, key_column).
 #[pgrx::pg_schema]
 mod tests {
-    use crate::args::NAME_MAX_BYTES;
+    use crate::core::args::NAME_MAX_BYTES;
     use crate::pgtests::util::*;
     use pgrx::prelude::*;
 

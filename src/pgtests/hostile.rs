@@ -23,7 +23,7 @@ fn ident(s: &str) -> String {
 #[cfg(test)]
 mod as_data {
     use super::{ident, lit};
-    use crate::pgtests::engine::tests::Db;
+    use crate::pgtests::fixture::Db;
     use serde_json::{json, Value};
 
     const SCHEMA: &str = "Ho \"stile\"; DROP TABLE hostile_canary; --";

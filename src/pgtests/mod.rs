@@ -5,8 +5,10 @@ mod capture;
 mod claims;
 pub mod concurrent;
 mod dump;
-pub mod engine;
+mod engine;
+pub mod fixture;
 mod hostile;
+mod initial;
 #[cfg(test)]
 mod launcher;
 mod notify;

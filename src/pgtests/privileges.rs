@@ -7,7 +7,7 @@
 
 #[cfg(test)]
 mod tests {
-    use crate::pgtests::engine::tests::Db;
+    use crate::pgtests::fixture::Db;
     use serde_json::{json, Value};
 
     /// Drop a test role left by an earlier run (and what it owns), then create it.
@@ -135,10 +135,16 @@ mod tests {
             let e = db.err(&format!("SET ROLE pv_app; {sql}"));
             db.exec("RESET ROLE");
             if !(e.starts_with(code) && e.contains(fragment)) {
-                wrong.push(format!("{sql}: {e} (expected {code} mentioning {fragment})"));
+                wrong.push(format!(
+                    "{sql}: {e} (expected {code} mentioning {fragment})"
+                ));
             }
         }
-        assert!(wrong.is_empty(), "the app role's attempts:\n{}", wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "the app role's attempts:\n{}",
+            wrong.join("\n")
+        );
         assert_eq!(attempts.len(), 28);
         assert_eq!(state(&mut db, p), before, "nothing changed by any attempt");
 

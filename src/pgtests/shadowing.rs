@@ -311,7 +311,7 @@ pub fn hostile_schema_sql(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::hostile_schema_sql;
-    use crate::pgtests::engine::tests::{Db, MAPPING};
+    use crate::pgtests::fixture::{Db, MAPPING};
     use serde_json::{json, Value};
 
     const EVIL: &str = "sh_evil";
