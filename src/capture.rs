@@ -20,6 +20,11 @@ use std::ffi::{CStr, CString};
 
 pub const TRIGGER_NAME: &str = "sync_engine_capture";
 
+extern "C-unwind" {
+    /// commands/sequence.h: the next value of sequence `relid` (nextval's body)
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
+}
+
 struct Col {
     name: String,
     typid: pg_sys::Oid,
@@ -204,7 +209,33 @@ fn kind_of(typid: pg_sys::Oid) -> ColKind {
     }
 }
 
+/// A column's value as its type's text output (what its output function returns, read
+/// as UTF-8, lossily). Integers, booleans and text-like types are formatted here, as
+/// their output functions do (which no setting changes); others through their output
+/// function.
 unsafe fn output(col: &Col, d: pg_sys::Datum) -> String {
+    match col.typid {
+        pg_sys::INT2OID => return (d.value() as i16).to_string(),
+        pg_sys::INT4OID => return (d.value() as i32).to_string(),
+        pg_sys::INT8OID => return (d.value() as i64).to_string(),
+        pg_sys::OIDOID => return (d.value() as u32).to_string(),
+        pg_sys::BOOLOID => return if d.value() != 0 { "t" } else { "f" }.to_string(),
+        // textout, varcharout, bpcharout: the stored bytes (no NUL can be in them)
+        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => {
+            let raw = d.cast_mut_ptr::<pg_sys::varlena>();
+            let v = pg_sys::pg_detoast_datum_packed(raw);
+            let bytes = std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v).cast::<u8>(),
+                pgrx::varlena::varsize_any_exhdr(v),
+            );
+            let s = String::from_utf8_lossy(bytes).into_owned();
+            if v != raw {
+                pg_sys::pfree(v.cast());
+            }
+            return s;
+        }
+        _ => {}
+    }
     let p = pg_sys::OutputFunctionCall(col.out.as_ref() as *const _ as *mut _, d);
     let s = CStr::from_ptr(p).to_string_lossy().into_owned();
     pg_sys::pfree(p.cast());
@@ -425,6 +456,23 @@ impl pgrx::IntoDatum for JsonbObject<'_> {
     }
 }
 
+/// A record's `fields` as JSON text: the text it was made with, or (made as an image
+/// alone, see rowjson::FieldsForm) its image printed by jsonb_out, for the SPI paths.
+fn fields_text(r: &rowjson::ChangeRecord) -> std::borrow::Cow<'_, str> {
+    match &r.fields_jsonb {
+        Some(img) if r.fields.is_empty() => unsafe {
+            let d =
+                pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(image_datum(img))])
+                    .expect("jsonb_out returns text");
+            let p = d.cast_mut_ptr::<std::ffi::c_char>();
+            let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+            pg_sys::pfree(p.cast());
+            s.into()
+        },
+        _ => r.fields.as_str().into(),
+    }
+}
+
 /// A jsonb datum: the prebuilt image when there is one,
 /// else the JSON text parsed by jsonb_in.
 pub(crate) unsafe fn jsonb_datum(image: Option<&[u8]>, text: &str) -> pg_sys::Datum {
@@ -596,7 +644,7 @@ fn insert_spi(schema: &str, p: &RecordRef<'_>) {
             p.entity_type.into(),
             r.entity_id.as_str().into(),
             r.operation.into(),
-            r.fields.as_str().into(),
+            fields_text(r).as_ref().into(),
             p.changed_at.into(),
             p.origin.into(),
             r.checksum.as_deref().into(),
@@ -684,11 +732,11 @@ impl Drop for ScratchContext {
 /// else inserted now through a plan kept for the life of the backend.
 unsafe fn write_change(schema: &str, ch: Change<'_>) {
     if let Some(log) = log_rel(schema) {
-        let id = pgrx::direct_function_call_as_datum(
-            pg_sys::nextval_oid,
-            &[Some(pg_sys::Datum::from(log.seqid))],
-        )
-        .expect("nextval");
+        // what nextval(seqid) does, permission check included, without the fmgr call
+        let seqid = log.seqid;
+        let id = pg_sys::Datum::from(pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            nextval_internal(seqid, true)
+        }));
         // a pushed change keeps the time its user made it (see origin::time_writes)
         let changed_at = crate::origin::change_time(&ch.rec.entity_id)
             .unwrap_or_else(|| pg_sys::GetCurrentTimestamp());
@@ -743,10 +791,11 @@ unsafe fn write_change(schema: &str, ch: Change<'_>) {
     let (system, entity_type, origin) = (ch.system, ch.entity_type, ch.origin);
     let r = &ch.rec;
     let changed_at = crate::origin::change_time(&r.entity_id);
+    let fields = fields_text(r);
     let (entity_id, operation, fields, checksum) = (
         r.entity_id.as_str(),
         r.operation,
-        r.fields.as_str(),
+        fields.as_ref(),
         r.checksum.as_deref(),
     );
     if pg_sys::SPI_connect() < 0 {
@@ -1014,16 +1063,44 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
             *free = Some(rec);
         };
 
+        // the record as capture writes it: the jsonb image alone where it can be made
+        let make = |entity_id: String,
+                    operation: &'static str,
+                    old: Option<&[ColValue]>,
+                    new: Option<&[ColValue]>,
+                    only: Option<&[bool]>| {
+            rowjson::record(
+                &cols,
+                entity_id,
+                operation,
+                old,
+                new,
+                only,
+                Some(&mut numeric_image),
+                rowjson::FieldsForm::ImageOrText,
+            )
+        };
         if op == pg_sys::TRIGGER_EVENT_INSERT {
             let new = row_values(info, &deform(td.tg_trigtuple, tupdesc, natts));
-            emit(rowjson::insert_record(&cols, key_of(&new), &new, Some(&mut numeric_image)));
+            emit(make(key_of(&new), "insert", None, Some(&new), None));
         } else if op == pg_sys::TRIGGER_EVENT_DELETE {
             let old = row_values(info, &deform(td.tg_trigtuple, tupdesc, natts));
-            emit(rowjson::delete_record(&cols, key_of(&old), &old, Some(&mut numeric_image)));
+            emit(make(key_of(&old), "delete", Some(&old), None, None));
         } else if op == pg_sys::TRIGGER_EVENT_UPDATE {
             let o = deform(td.tg_trigtuple, tupdesc, natts);
             let n = deform(td.tg_newtuple, tupdesc, natts);
-            // output text only where the binary images differ; equal images are equal values
+            let same = |i: usize| match (o.nulls[i], n.nulls[i]) {
+                (true, true) => true,
+                (false, false) => {
+                    let c = &info.cols[i];
+                    datum_image_eq(o.values[i], n.values[i], c.byval, c.len)
+                }
+                _ => false,
+            };
+            // output text only where the binary images differ (equal images are equal
+            // values); the whole old row only when the key may have changed, as a key
+            // change records the old row's every column
+            let whole_old = !same(key_idx);
             let mut old: Vec<ColValue> = Vec::with_capacity(natts);
             let mut new: Vec<ColValue> = Vec::with_capacity(natts);
             let mut changed = vec![false; natts];
@@ -1034,40 +1111,28 @@ unsafe fn capture(trigger: &pg_sys::Trigger, td: &pg_sys::TriggerData) {
                     continue;
                 }
                 let nv = if n.nulls[i] { None } else { Some(output(c, n.values[i])) };
-                let same = match (o.nulls[i], n.nulls[i]) {
-                    (true, true) => true,
-                    (false, false) => datum_image_eq(o.values[i], n.values[i], c.byval, c.len),
-                    _ => false,
-                };
-                let ov = if same {
-                    nv.clone()
-                } else if o.nulls[i] {
-                    None
+                let ov = if same(i) {
+                    if whole_old { nv.clone() } else { None }
                 } else {
-                    Some(output(c, o.values[i]))
+                    let ov = if o.nulls[i] { None } else { Some(output(c, o.values[i])) };
+                    changed[i] = ov != nv;
+                    ov
                 };
-                changed[i] = ov != nv;
                 old.push(ov);
                 new.push(nv);
             }
             if !changed.iter().any(|&c| c) {
                 return;
             }
-            let old_key = key_of(&old);
             let new_key = key_of(&new);
+            let old_key = if whole_old { key_of(&old) } else { new_key.clone() };
             if old_key != new_key {
                 // a key change is the old entity going away and a new one appearing
-                emit(rowjson::delete_record(&cols, old_key, &old, Some(&mut numeric_image)));
-                emit(rowjson::insert_record(&cols, new_key, &new, Some(&mut numeric_image)));
+                emit(make(old_key, "delete", Some(&old), None, None));
+                emit(make(new_key, "insert", None, Some(&new), None));
             } else {
-                emit(rowjson::update_record(
-                    &cols,
-                    new_key,
-                    &old,
-                    &new,
-                    &changed,
-                    Some(&mut numeric_image),
-                ));
+                // `old` holds the changed columns (update records read no others)
+                emit(make(new_key, "update", Some(&old), Some(&new), Some(&changed)));
             }
         }
     });
