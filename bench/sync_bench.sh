@@ -296,8 +296,8 @@ bucardo_stop() {
     for ((i = 0; i < 100; i++)); do
         p=""
         for f in "$bucardo_run"/*.pid; do
-            [[ -f $f ]] || continue
-            p=$(cat "$f")
+            # a daemon removes its pid file as it exits
+            p=$(cat "$f" 2>/dev/null) || continue
             kill -0 "$p" 2>/dev/null && break
             p=""
         done
@@ -360,7 +360,7 @@ SQL
         die "bucardo start failed: $(tail -n 5 "$work/bucardo/install.log")"
     local i
     for ((i = 0; ; i++)); do
-        bsql -d bucardo -c "SELECT 1 FROM bucardo.syncrun WHERE sync = 'bench' AND lastgood" 2>/dev/null | grep -q 1 && break
+        bsql -d bucardo -c "SELECT 1 FROM bucardo.syncrun WHERE sync = 'bench' AND ended IS NOT NULL" 2>/dev/null | grep -q 1 && break
         ((i < 600)) || die "Bucardo's sync did not come up in 60 s (log: $(tail -n 5 "$work/bucardo/log/log.bucardo"))"
         sleep 0.1
     done
