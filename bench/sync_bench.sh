@@ -140,7 +140,7 @@ jget() { sed -E "s/.*\"$2\": *([^,}]*).*/\\1/" <<<"$1"; }
 
 
 VARIANTS=(identity mapped)
-# the README's mapping ("Using it"), the mapped variant's config, plus the other contact
+# the README's mapping ("Quick start"), the mapped variant's config, plus the other contact
 # columns copied as they are
 MAPPING='[{"source": "full_name", "target": ["firstname", "lastname"], "transform": "split"},
   {"source": "email", "target": "email", "transform": "lowercase"},

@@ -5,7 +5,9 @@ mod capture;
 mod claims;
 pub mod concurrent;
 mod dump;
-pub mod engine;
+mod engine;
+pub mod fixture;
+mod initial;
 #[cfg(test)]
 mod launcher;
 mod notify;
