@@ -263,6 +263,16 @@ mod tests {
             c,
             json!([["insert", "1"], ["delete", "1"], ["insert", "5"]])
         );
+        // the delete records the old row's every column, changed or not
+        assert_eq!(
+            json("SELECT fields FROM change_log WHERE system = 'cap6' AND operation = 'delete'"),
+            json!({
+                "id": {"old": 1, "new": null}, "name": {"old": "a", "new": null},
+                "score": {"old": null, "new": null}, "meta": {"old": null, "new": null},
+                "seen_at": {"old": null, "new": null}, "active": {"old": null, "new": null},
+                "visits": {"old": null, "new": null}
+            })
+        );
     }
 
     #[pg_test]
