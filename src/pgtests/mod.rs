@@ -3,8 +3,12 @@
 mod args;
 mod capture;
 mod claims;
+#[cfg(test)]
+mod crash;
 pub mod concurrent;
 mod dump;
+#[cfg(test)]
+mod fuzz;
 pub mod engine;
 #[cfg(test)]
 mod launcher;
