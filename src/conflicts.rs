@@ -88,6 +88,9 @@ struct Pending {
     fields: Vec<String>,
     resolution: String,
     resolved_at: Option<String>,
+    /// each side's values as the conflict recorded them (target names)
+    source_value: Option<Value>,
+    target_value: Option<Value>,
 }
 
 fn load(schema: &str, id: i64) -> Pending {
@@ -95,7 +98,8 @@ fn load(schema: &str, id: i64) -> Pending {
         let t = c
             .select(
                 &format!(
-                    "SELECT config_id, source_id, target_id, kind, fields, resolution, resolved_at::text
+                    "SELECT config_id, source_id, target_id, kind, fields, resolution, resolved_at::text,
+                            source_value, target_value
                        FROM {schema}.sync_conflicts WHERE id = $1 FOR UPDATE"
                 ),
                 Some(1),
@@ -110,6 +114,8 @@ fn load(schema: &str, id: i64) -> Pending {
             fields: r.get::<Vec<String>>(5).ok().flatten().unwrap_or_default(),
             resolution: r.get::<String>(6).ok().flatten().unwrap_or_default(),
             resolved_at: r.get::<String>(7).ok().flatten(),
+            source_value: r.get::<JsonB>(8).ok().flatten().map(|j| j.0),
+            target_value: r.get::<JsonB>(9).ok().flatten().map(|j| j.0),
         })
     });
     row.unwrap_or_else(|| {
@@ -225,6 +231,57 @@ fn resolve(
         .as_ref()
         .map(|r| cfg.project(r).unwrap_or_else(|e| bad(e)));
     let tgt_vals = tgt_row.as_ref().map(target_view);
+
+    // the side this choice overwrites (or deletes) must still be as the conflict recorded
+    // it: an edit made there since would be lost without a trace in sync_conflicts
+    let loser = match (c.kind.as_str(), choice) {
+        ("update_update", "source") => Some((false, &c.fields)),
+        ("update_update", "target") => Some((true, &c.fields)),
+        ("delete_update", "source") => Some((false, &fields)),
+        ("update_delete", "target") => Some((true, &fields)),
+        _ => None,
+    };
+    if let Some((is_source, check)) = loser {
+        let (current, recorded, side) = if is_source {
+            (src_proj.as_ref(), &c.source_value, "source")
+        } else {
+            (tgt_vals.as_ref(), &c.target_value, "target")
+        };
+        // a delete conflict records the changed fields; the others held the link's base
+        let base = (c.kind != "update_update")
+            .then(|| {
+                db::one::<JsonB>(
+                    &format!(
+                        "SELECT base FROM {schema}.sync_links WHERE config_id = $1 AND (source_id = $2 OR target_id = $3) LIMIT 1"
+                    ),
+                    &[c.config_id.into(), c.source_id.clone().into(), c.target_id.clone().into()],
+                )
+            })
+            .flatten()
+            .and_then(|b| b.0.as_object().cloned());
+        // an update_update conflict is one field, recorded as its bare value
+        let recorded: Option<Row> = match recorded {
+            Some(v) if c.kind == "update_update" && c.fields.len() == 1 => {
+                Some(Row::from_iter([(c.fields[0].clone(), v.clone())]))
+            }
+            Some(Value::Object(m)) => Some(m.clone()),
+            _ => None,
+        };
+        let edited = edited_since(check, current, recorded.as_ref(), base.as_ref());
+        if let Some((f, now, then)) = edited.first() {
+            let what = if c.kind == "update_update" {
+                "overwrite that edit"
+            } else {
+                "delete the row with that edit"
+            };
+            fail(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                &format!(
+                    "sync conflict {conflict_id}: the {side} row was changed after the conflict was recorded ({f} is now {now}, was {then}); resolving it as '{choice}' would {what}. Look at the current rows, then choose the other side or 'merged'"
+                ),
+            );
+        }
+    }
 
     // the entity as it should be afterwards, in target names; None = deleted
     let decided: Option<Row> = match c.kind.as_str() {
@@ -385,6 +442,32 @@ fn resolve(
     }))
 }
 
+/// The fields of `fields` whose `current` value (the row a resolution would overwrite or
+/// delete, in target names) is not the value it had when the conflict was recorded: its
+/// `recorded` value, or for a field the conflict did not record, the link's `base` (a
+/// field not in either is not compared). Returns (field, current, then) in `fields` order;
+/// empty when `current` is None (the row is gone: nothing to lose).
+pub fn edited_since(
+    fields: &[String],
+    current: Option<&Row>,
+    recorded: Option<&Row>,
+    base: Option<&Row>,
+) -> Vec<(String, Value, Value)> {
+    let Some(current) = current else {
+        return vec![];
+    };
+    fields
+        .iter()
+        .filter_map(|f| {
+            let then = recorded
+                .and_then(|r| r.get(f))
+                .or_else(|| base.and_then(|b| b.get(f)))?;
+            let now = current.get(f).cloned().unwrap_or(Value::Null);
+            (!crate::mapping::values_equal(&now, then)).then(|| (f.clone(), now, then.clone()))
+        })
+        .collect()
+}
+
 /// Mark conflict `conflict_id` resolved: `choice`, the value that was kept, who and when.
 /// Writes sync_conflicts (in the caller's transaction). Shared by config and push
 /// conflicts.
@@ -408,4 +491,46 @@ pub fn record_resolution(
             caller_name.into(),
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edited_since;
+    use serde_json::{json, Value};
+
+    fn row(v: Value) -> crate::merge::Row {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_edit_after_the_conflict_is_found_against_the_recorded_value_or_the_base() {
+        let fields: Vec<String> = ["email", "phone", "name"].map(String::from).to_vec();
+        let recorded = row(json!({"email": "a@x", "phone": "1"}));
+        let base = row(json!({"email": "old@x", "phone": "0", "name": "Ann"}));
+        let same = row(json!({"email": "a@x", "phone": "1", "name": "Ann"}));
+        assert!(edited_since(&fields, Some(&same), Some(&recorded), Some(&base)).is_empty());
+        // a recorded field changed again
+        let later = row(json!({"email": "b@x", "phone": "1", "name": "Ann"}));
+        assert_eq!(
+            edited_since(&fields, Some(&later), Some(&recorded), Some(&base)),
+            vec![("email".to_string(), json!("b@x"), json!("a@x"))]
+        );
+        // a field the conflict did not record changed: compared with the base
+        let other = row(json!({"email": "a@x", "phone": "1", "name": "Bob"}));
+        assert_eq!(
+            edited_since(&fields, Some(&other), Some(&recorded), Some(&base)),
+            vec![("name".to_string(), json!("Bob"), json!("Ann"))]
+        );
+        // without a base only the recorded fields count; a missing column is NULL
+        assert!(edited_since(&fields, Some(&other), Some(&recorded), None).is_empty());
+        let gone = row(json!({"phone": "1"}));
+        assert_eq!(
+            edited_since(&fields, Some(&gone), Some(&recorded), None),
+            vec![("email".to_string(), Value::Null, json!("a@x"))]
+        );
+        // numbers compare by value; a deleted row has nothing to lose
+        let n = row(json!({"phone": 1.0}));
+        assert!(edited_since(&fields[1..2], Some(&row(json!({"phone": 1}))), Some(&n), None).is_empty());
+        assert!(edited_since(&fields, None, Some(&recorded), Some(&base)).is_empty());
+    }
 }

@@ -766,6 +766,26 @@ mod tests {
         panic!("seed {seed}: the configs never settled; the last round: {last:?}");
     }
 
+    /// What happened to an entity, for a failure message: its change records on `system`
+    /// and the conflicts of config `cfg` naming its key.
+    fn history(c: &mut postgres::Client, cfg: i64, system: &str, entity: &str) -> String {
+        let recs = one_json(
+            c,
+            &format!(
+                "SELECT id, operation, origin, fields, changed_at FROM change_log
+                  WHERE system = '{system}' AND entity_id = '{entity}' ORDER BY id"
+            ),
+        );
+        let conflicts = one_json(
+            c,
+            &format!(
+                "SELECT id, run_id, kind, source_id, target_id, fields, source_value, target_value, resolution, resolved_by
+                   FROM sync_conflicts WHERE config_id = {cfg} AND (source_id = '{entity}' OR target_id = '{entity}') ORDER BY id"
+            ),
+        );
+        format!("    history of {system} {entity}: {recs}\n    its conflicts: {conflicts}")
+    }
+
     /// The checks after settling; returns the failures found.
     fn check(c: &mut postgres::Client, world: &World, logs: &[Log]) -> Vec<String> {
         let mut bad = vec![];
@@ -777,7 +797,7 @@ mod tests {
         for cfg in &world.configs {
             let (s, t) = (&world.tables[cfg.source], &world.tables[cfg.target]);
             let (name_s, name_t) = if cfg.split {
-                ("s.full_name", "t.firstname || ' ' || t.lastname")
+                ("s.full_name", "nullif(concat_ws(' ', t.firstname, t.lastname), '')")
             } else {
                 ("s.full_name", "t.full_name")
             };
@@ -839,7 +859,8 @@ mod tests {
                    SELECT e.* FROM eng e
                     WHERE NOT EXISTS (SELECT FROM held h WHERE h.system <> e.system AND h.col = e.col AND h.val = e.old))
                  SELECT 'change ' || id || ' (' || operation || ' of ' || system || ' ' || entity_id || ') overwrote '
-                        || col || ' ' || old || ', which never reached the other side and is in no conflict' AS problem
+                        || col || ' ' || old || ', which never reached the other side and is in no conflict' AS problem,
+                        system, entity_id
                    FROM lost
                   WHERE NOT EXISTS (SELECT FROM sync_conflicts k WHERE k.config_id = {id}
                                       AND (coalesce(k.source_value::text, '') || coalesce(k.target_value::text, ''))
@@ -848,8 +869,11 @@ mod tests {
                 ss = s.system,
                 ts = t.system
             );
-            for p in one_json(c, &sql).as_array().unwrap() {
+            for (i, p) in one_json(c, &sql).as_array().unwrap().iter().enumerate() {
                 bad.push(format!("{}: {}", cfg.name, p["problem"].as_str().unwrap()));
+                if i < 3 {
+                    bad.push(history(c, cfg.id, p["system"].as_str().unwrap(), p["entity_id"].as_str().unwrap()));
+                }
             }
         }
         // ... and a value a push overwrote was the `old` the client sent, or is kept
@@ -883,12 +907,26 @@ mod tests {
 
         // 3. nothing applied twice: a token in one row of a table at most, and written by
         // the engine's updates at most once per table
-        for t in &world.tables {
+        for (ti, t) in world.tables.iter().enumerate() {
+            let cfgs: Vec<String> = world
+                .configs
+                .iter()
+                .filter(|c| c.source == ti || c.target == ti)
+                .map(|c| c.id.to_string())
+                .collect();
             let sql = format!(
                 "SELECT '{q}: ' || v || ' is in ' || count(*) || ' rows' AS problem
                    FROM (SELECT phone AS v FROM {q} UNION ALL SELECT email FROM {q}) x
-                  WHERE v IS NOT NULL GROUP BY v HAVING count(*) > 1",
-                q = t.qual
+                  WHERE v IS NOT NULL GROUP BY v HAVING count(*) > 1
+                    -- a key update is a delete and an insert: an edit of the old row that
+                    -- wins against the delete re-creates it, beside the new one
+                    AND NOT (EXISTS (SELECT FROM sync_conflicts k WHERE k.config_id IN ({cfgs}) AND k.kind <> 'update_update')
+                             AND EXISTS (SELECT FROM change_log d, jsonb_each(d.fields) df, change_log i, jsonb_each(i.fields) nf
+                                          WHERE d.system LIKE 'fz\\_%' AND d.operation = 'delete' AND d.origin IS NULL
+                                            AND df.value->>'old' = x.v AND i.txid = d.txid AND i.system = d.system
+                                            AND i.operation = 'insert' AND nf.value->>'new' = x.v))",
+                q = t.qual,
+                cfgs = cfgs.join(",")
             );
             for p in one_json(c, &sql).as_array().unwrap() {
                 bad.push(p["problem"].as_str().unwrap().to_string());
@@ -928,7 +966,7 @@ mod tests {
         bad.extend(missing.iter().map(|r| r.get::<_, String>(0)));
         let leaked = c
             .query(
-                "SELECT 'rolled-back ' || f.value->>'new' || ' is in change record ' || l.id
+                "SELECT 'rolled-back ' || (f.value->>'new') || ' is in change record ' || l.id
                    FROM change_log l, jsonb_each(l.fields) f
                   WHERE l.system = ANY($2) AND f.value->>'new' = ANY($1)",
                 &[&aborted, &systems],
@@ -1054,10 +1092,23 @@ mod tests {
             }
             let mut summary: Vec<String> = totals.iter().map(|(k, v)| format!("{k}={v}")).collect();
             summary.sort();
-            eprintln!(
-                "fuzz round {round} (seed {seed}): settled in {rounds} rounds of runs, conflicts so far {conflicts}; {}",
+            let line = format!(
+                "fuzz round {round} (seed {seed}, {} s): settled in {rounds} rounds of runs, conflicts so far {conflicts}, {} problems; {}",
+                began.elapsed().as_secs(),
+                bad.len(),
                 summary.join(" ")
             );
+            eprintln!("{line}");
+            // the test harness shows a passing test's output to nobody: tests/fuzz.sh reads this
+            if let Ok(path) = std::env::var("FUZZ_LOG") {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .unwrap_or_else(|e| panic!("FUZZ_LOG {path}: {e}"));
+                writeln!(f, "{line}").unwrap();
+            }
             assert!(
                 bad.is_empty(),
                 "seed {seed}, round {round}: {} problems:\n{}",
@@ -1072,5 +1123,87 @@ mod tests {
         for k in ["rollbacks", "savepoints", "open", "key_updates", "runs", "pushes", "resent"] {
             assert!(totals.get(k).copied().unwrap_or(0) > 0, "seed {seed}: no {k} happened");
         }
+    }
+}
+
+/// Found by the fuzzer: resolving a manual conflict overwrote (or deleted) an edit made on
+/// the losing side after the conflict was recorded, and nothing kept the lost value.
+#[cfg(test)]
+mod regressions {
+    use crate::pgtests::engine::tests::{crm_hub, Db};
+    use serde_json::json;
+
+    fn pending(db: &mut Db, c: i64) -> i64 {
+        db.json(&format!(
+            "SELECT id FROM sync_conflicts WHERE config_id = {c} AND resolution = 'pending' ORDER BY id DESC LIMIT 1"
+        ))["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    #[test]
+    fn fuzz_found_resolving_never_overwrites_or_deletes_an_edit_made_after_the_conflict() {
+        let mut db = Db::new();
+        let c = crm_hub(&mut db, "fz_res", "manual", "bidirectional", "NULL");
+        db.exec("INSERT INTO fz_res.crm (full_name, email, phone) VALUES ('Ann Lee', 'ann@x.io', '1')");
+        db.sync(c);
+        let rows = "SELECT (SELECT jsonb_agg(phone ORDER BY id) FROM fz_res.crm) AS crm,
+                           (SELECT jsonb_agg(phone ORDER BY id) FROM fz_res.hub) AS hub";
+
+        // update vs update, then the target changes the field again: 'source' would
+        // overwrite "3", which the conflict never saw
+        db.exec("UPDATE fz_res.crm SET phone = '2a'; UPDATE fz_res.hub SET phone = '2b';");
+        assert_eq!(db.sync(c)["conflicts"], 1);
+        let k = pending(&mut db, c);
+        db.exec("UPDATE fz_res.hub SET phone = '3'");
+        let e = db.err(&format!("SELECT sync_resolve_conflict({k}, 'source')"));
+        assert!(
+            e.starts_with("55000")
+                && e.contains(&format!("sync conflict {k}: the target row was changed after the conflict was recorded"))
+                && e.contains("phone is now \"3\", was \"2b\"")
+                && e.contains("would overwrite that edit"),
+            "{e}"
+        );
+        assert_eq!(db.json(rows), json!({"crm": ["2a"], "hub": ["3"]}), "nothing written");
+        // the side that changed may win: its current value
+        db.exec(&format!("SELECT sync_resolve_conflict({k}, 'target')"));
+        assert_eq!(db.json(rows), json!({"crm": ["3"], "hub": ["3"]}));
+
+        // source updated, target deleted; then the source changes another field: deleting
+        // the source ('target') would lose it
+        db.exec("UPDATE fz_res.crm SET email = 'ann@new.io'; DELETE FROM fz_res.hub;");
+        assert_eq!(db.sync(c)["conflicts"], 1);
+        let k = pending(&mut db, c);
+        db.exec("UPDATE fz_res.crm SET phone = '4'");
+        let e = db.err(&format!("SELECT sync_resolve_conflict({k}, 'target')"));
+        assert!(
+            e.starts_with("55000")
+                && e.contains("the source row was changed")
+                && e.contains("phone is now \"4\", was \"3\"")
+                && e.contains("would delete the row with that edit"),
+            "{e}"
+        );
+        assert_eq!(db.json(rows), json!({"crm": ["4"], "hub": null}), "nothing deleted");
+        db.exec(&format!("SELECT sync_resolve_conflict({k}, 'source')"));
+        assert_eq!(db.json(rows), json!({"crm": ["4"], "hub": ["4"]}), "re-created");
+
+        // source deleted, target updated; the target changes again: refused; unchanged
+        // since the conflict, the delete goes through
+        db.exec("DELETE FROM fz_res.crm; UPDATE fz_res.hub SET phone = '5';");
+        assert_eq!(db.sync(c)["conflicts"], 1);
+        let k = pending(&mut db, c);
+        db.exec("UPDATE fz_res.hub SET email = 'late@x.io'");
+        let e = db.err(&format!("SELECT sync_resolve_conflict({k}, 'source')"));
+        assert!(
+            e.starts_with("55000") && e.contains("the target row was changed") && e.contains("email is now \"late@x.io\""),
+            "{e}"
+        );
+        db.exec("UPDATE fz_res.hub SET email = 'ann@new.io'");
+        db.exec(&format!("SELECT sync_resolve_conflict({k}, 'source')"));
+        assert_eq!(db.json(rows), json!({"crm": null, "hub": null}), "deleted on both sides");
+        assert_eq!(
+            db.json(&format!("SELECT count(*) AS n FROM sync_conflicts WHERE config_id = {c} AND resolution = 'pending'"))["n"],
+            0
+        );
     }
 }
