@@ -503,7 +503,7 @@ mod tests {
     }
 
     #[test]
-    fn an_edit_after_the_conflict_is_found_against_the_recorded_value_or_the_base() {
+    fn fuzz_found_an_edit_after_the_conflict_is_found_against_the_recorded_value_or_the_base() {
         let fields: Vec<String> = ["email", "phone", "name"].map(String::from).to_vec();
         let recorded = row(json!({"email": "a@x", "phone": "1"}));
         let base = row(json!({"email": "old@x", "phone": "0", "name": "Ann"}));

@@ -166,7 +166,11 @@ mod tests {
             "5/5 links 5 runs success:2",
             "nothing of the terminated run was kept"
         );
-        assert_eq!(value(&mut c, "SELECT v FROM b WHERE id = 1"), "first 1");
+        assert_eq!(
+            value(&mut c, "SELECT string_agg(v, ',') FROM b WHERE v LIKE 'first 1%'"),
+            "first 1",
+            "the update did not arrive"
+        );
         assert_eq!(position(&mut c), before, "the position did not move");
         lock.batch_execute(&format!("SELECT pg_advisory_unlock({HOLD})"))
             .unwrap();
@@ -203,10 +207,10 @@ mod tests {
         // come back paused, to see what the crash left
         c.batch_execute("ALTER SYSTEM SET sync_engine.enabled = off")
             .unwrap();
-        drop(c);
-        drop(lock);
+        // the lock's session ends with the server, not before (the run would go on)
         let (stopped, _) = t.stop("immediate");
         assert!(stopped, "the server stops");
+        drop((c, lock));
         assert!(run.join().unwrap().is_err());
         t.start_again();
         let mut c = t.connect("postgres");
@@ -216,8 +220,9 @@ mod tests {
             "nothing of either run was kept; the worker's row still says running"
         );
         assert_eq!(value(&mut c, "SELECT count(*) FROM d"), "0");
-        c.batch_execute("ALTER SYSTEM SET sync_engine.enabled = on; SELECT pg_reload_conf();")
+        c.batch_execute("ALTER SYSTEM SET sync_engine.enabled = on")
             .unwrap();
+        c.batch_execute("SELECT pg_reload_conf()").unwrap();
         assert_eq!(
             t.wait(
                 "postgres",
@@ -280,9 +285,9 @@ mod tests {
         let lock = holder(&t);
         let (pid, pushing) = in_flight(&t, &push);
         held(&t, pid);
-        drop(lock);
         let (stopped, _) = t.stop("immediate");
         assert!(stopped);
+        drop(lock); // ended with the server, not before (the push would go on)
         assert!(pushing.join().unwrap().is_err(), "the push got no answer");
         t.start_again();
         let mut c = t.connect("postgres");
