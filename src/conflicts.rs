@@ -530,7 +530,13 @@ mod tests {
         );
         // numbers compare by value; a deleted row has nothing to lose
         let n = row(json!({"phone": 1.0}));
-        assert!(edited_since(&fields[1..2], Some(&row(json!({"phone": 1}))), Some(&n), None).is_empty());
+        assert!(edited_since(
+            &fields[1..2],
+            Some(&row(json!({"phone": 1}))),
+            Some(&n),
+            None
+        )
+        .is_empty());
         assert!(edited_since(&fields, None, Some(&recorded), Some(&base)).is_empty());
     }
 }

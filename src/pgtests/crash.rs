@@ -57,10 +57,7 @@ mod tests {
         std::thread::JoinHandle<Result<String, postgres::Error>>,
     ) {
         let mut c = t.connect("postgres");
-        let pid: i32 = c
-            .query_one("SELECT pg_backend_pid()", &[])
-            .unwrap()
-            .get(0);
+        let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
         let sql = sql.to_string();
         let h = std::thread::spawn(move || {
             c.query_one(&format!("SELECT ({sql})::text"), &[])
@@ -105,12 +102,15 @@ mod tests {
     }
 
     fn position(c: &mut postgres::Client) -> String {
-        value(c, "SELECT coalesce(position, 'never') FROM sync_configs WHERE name = 'ab'")
+        value(
+            c,
+            "SELECT coalesce(position, 'never') FROM sync_configs WHERE name = 'ab'",
+        )
     }
 
     #[test]
-    fn crash_a_killed_or_terminated_sync_execute_and_an_immediate_restart_leave_nothing_half_done(
-    ) {
+    fn crash_a_killed_or_terminated_sync_execute_and_an_immediate_restart_leave_nothing_half_done()
+    {
         crate::pgtests::concurrent::cluster(); // the framework installs the extension
         let t = Throwaway::start(
             "/var/tmp/fuzz_crash_runs",
@@ -132,13 +132,28 @@ mod tests {
             .status()
             .unwrap()
             .success());
-        assert!(run.join().unwrap().is_err(), "the killed run returns no result");
+        assert!(
+            run.join().unwrap().is_err(),
+            "the killed run returns no result"
+        );
         drop(lock); // closed by the reset
-        assert_eq!(t.wait("postgres", "SELECT 1", "1", 60), "1", "the server is back");
+        assert_eq!(
+            t.wait("postgres", "SELECT 1", "1", 60),
+            "1",
+            "the server is back"
+        );
         let mut c = t.connect("postgres");
-        assert_eq!(state(&mut c), "0/0 links 0 runs -", "nothing of the killed run was kept");
+        assert_eq!(
+            state(&mut c),
+            "0/0 links 0 runs -",
+            "nothing of the killed run was kept"
+        );
         assert_eq!(position(&mut c), "never");
-        assert_eq!(sync(&mut c, "ab"), "5 0 0 0 0", "the next run does all of it");
+        assert_eq!(
+            sync(&mut c, "ab"),
+            "5 0 0 0 0",
+            "the next run does all of it"
+        );
         assert_eq!(sync(&mut c, "ab"), "0 0 0 0 0", "once");
         assert_eq!(state(&mut c), "5/5 links 5 runs success:2");
 
@@ -167,14 +182,21 @@ mod tests {
             "nothing of the terminated run was kept"
         );
         assert_eq!(
-            value(&mut c, "SELECT string_agg(v, ',') FROM b WHERE v LIKE 'first 1%'"),
+            value(
+                &mut c,
+                "SELECT string_agg(v, ',') FROM b WHERE v LIKE 'first 1%'"
+            ),
             "first 1",
             "the update did not arrive"
         );
         assert_eq!(position(&mut c), before, "the position did not move");
         lock.batch_execute(&format!("SELECT pg_advisory_unlock({HOLD})"))
             .unwrap();
-        assert_eq!(sync(&mut c, "ab"), "3 1 0 0 0", "the next run does all of it");
+        assert_eq!(
+            sync(&mut c, "ab"),
+            "3 1 0 0 0",
+            "the next run does all of it"
+        );
         assert_eq!(sync(&mut c, "ab"), "0 0 0 0 0", "once");
         assert_eq!(state(&mut c), "8/8 links 8 runs success:4");
 
@@ -190,8 +212,10 @@ mod tests {
         )
         .unwrap();
         let lock = holder(&t);
-        c.batch_execute("SELECT sync_create_config('cd', 'c', 'd', 'x', sync_interval => '1 second')")
-            .unwrap();
+        c.batch_execute(
+            "SELECT sync_create_config('cd', 'c', 'd', 'x', sync_interval => '1 second')",
+        )
+        .unwrap();
         let worker = value(
             &mut c,
             "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync_engine scheduler'",
@@ -201,7 +225,10 @@ mod tests {
             &mut c,
             "SELECT r.id FROM sync_runs r JOIN sync_configs c ON c.id = r.config_id WHERE c.name = 'cd' AND r.status = 'running'",
         );
-        assert!(!worker_run.is_empty(), "the worker's run of cd is in flight");
+        assert!(
+            !worker_run.is_empty(),
+            "the worker's run of cd is in flight"
+        );
         let (pid, run) = in_flight(&t, "SELECT sync_execute(1)");
         held(&t, pid);
         // come back paused, to see what the crash left
@@ -234,14 +261,22 @@ mod tests {
             "the dead run is closed"
         );
         assert_eq!(
-            t.wait("postgres", "SELECT count(*) || '/' || count(DISTINCT v) FROM d", "4/4", 30),
+            t.wait(
+                "postgres",
+                "SELECT count(*) || '/' || count(DISTINCT v) FROM d",
+                "4/4",
+                30
+            ),
             "4/4",
             "the worker's next run does all of it, once"
         );
         assert_eq!(sync(&mut c, "ab"), "2 0 0 0 0", "and the session's");
         assert_eq!(sync(&mut c, "ab"), "0 0 0 0 0");
         assert_eq!(
-            value(&mut c, "SELECT count(*) FROM sync_runs WHERE status = 'running'"),
+            value(
+                &mut c,
+                "SELECT count(*) FROM sync_runs WHERE status = 'running'"
+            ),
             "0",
             "no run left running"
         );
@@ -256,8 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn crash_an_immediate_restart_during_a_push_or_a_webhook_delivery_loses_and_doubles_nothing(
-    ) {
+    fn crash_an_immediate_restart_during_a_push_or_a_webhook_delivery_loses_and_doubles_nothing() {
         crate::pgtests::concurrent::cluster();
         let t = Throwaway::start(
             "/var/tmp/fuzz_crash_push",
@@ -291,7 +325,8 @@ mod tests {
         assert!(pushing.join().unwrap().is_err(), "the push got no answer");
         t.start_again();
         let mut c = t.connect("postgres");
-        let pushed = "SELECT (SELECT string_agg(id || '=' || phone, ',' ORDER BY id) FROM p) || ' ids '
+        let pushed =
+            "SELECT (SELECT string_agg(id || '=' || phone, ',' ORDER BY id) FROM p) || ' ids '
                              || (SELECT count(*) FROM sync_push_ids) || ' records '
                              || (SELECT count(*) FROM change_log WHERE origin = 'client:phone-1')";
         assert_eq!(
@@ -300,7 +335,11 @@ mod tests {
             "nothing of the push was kept, and no id remembered"
         );
         assert_eq!(value(&mut c, &push), "3 0 0 0", "sent again, it applies");
-        assert_eq!(value(&mut c, &push), "0 3 0 0", "and a third time, duplicates");
+        assert_eq!(
+            value(&mut c, &push),
+            "0 3 0 0",
+            "and a third time, duplicates"
+        );
         assert_eq!(value(&mut c, pushed), "1=q1,2=q2 ids 3 records 3");
 
         // 2. webhook delivery in flight: the receiver holds the first request without
@@ -309,7 +348,10 @@ mod tests {
         rx.script(&[Reply::Hang(Duration::from_secs(30))]);
         value(
             &mut c,
-            &format!("SELECT sync_add_webhook('{}', ARRAY['run.completed'])", rx.url()),
+            &format!(
+                "SELECT sync_add_webhook('{}', ARRAY['run.completed'])",
+                rx.url()
+            ),
         );
         let mut runs = vec![];
         for i in 1..=3 {
@@ -362,7 +404,11 @@ mod tests {
         want.sort();
         assert_eq!(seen, want, "every run's event arrived");
         for (run, set) in &ids {
-            assert_eq!(set.len(), 1, "run {run}: one webhook-id on every attempt: {set:?}");
+            assert_eq!(
+                set.len(),
+                1,
+                "run {run}: one webhook-id on every attempt: {set:?}"
+            );
             assert_eq!(bodies[run].len(), 1, "run {run}: the same body");
         }
         let distinct: HashSet<&String> = ids.values().flatten().collect();

@@ -267,8 +267,22 @@ mod tests {
         let crm = add_table(c, &mut tables, "fz_ch", "crm", Shape::Crm, Writes::All);
         let hubspot = add_table(c, &mut tables, "fz_ch", "hubspot", Shape::Hub, Writes::All);
         let support = add_table(c, &mut tables, "fz_ch", "support", Shape::Crm, Writes::All);
-        cfg_specs.push(("fz_ch_hub".into(), crm, hubspot, true, "latest_wins", "bidirectional"));
-        cfg_specs.push(("fz_ch_sup".into(), crm, support, false, "source_wins", "bidirectional"));
+        cfg_specs.push((
+            "fz_ch_hub".into(),
+            crm,
+            hubspot,
+            true,
+            "latest_wins",
+            "bidirectional",
+        ));
+        cfg_specs.push((
+            "fz_ch_sup".into(),
+            crm,
+            support,
+            false,
+            "source_wins",
+            "bidirectional",
+        ));
         for (name, s, t, split, strategy, direction) in cfg_specs {
             let mapping = if split {
                 format!("'{MAPPING}'")
@@ -296,7 +310,10 @@ mod tests {
         }
         // offline clients: a phone on a CRM table, a connector on the chain's support table
         let clients = vec![
-            (tables.iter().position(|t| t.qual == "fz_lw.crm").unwrap(), "fz-phone".to_string()),
+            (
+                tables.iter().position(|t| t.qual == "fz_lw.crm").unwrap(),
+                "fz-phone".to_string(),
+            ),
             (support, "fz-connector".to_string()),
         ];
         World {
@@ -372,7 +389,11 @@ mod tests {
             if let Some(r) = c.query_opt(&existing(), &[])? {
                 let id: String = r.get(0);
                 c.execute(
-                    &format!("DELETE FROM {} WHERE id = $1::text::{}", t.qual, t.key_type()),
+                    &format!(
+                        "DELETE FROM {} WHERE id = $1::text::{}",
+                        t.qual,
+                        t.key_type()
+                    ),
                     &[&id],
                 )?;
             }
@@ -385,10 +406,15 @@ mod tests {
                 "INSERT INTO {} ({}) VALUES ({})",
                 t.qual,
                 cols.join(", "),
-                (1..=cols.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                (1..=cols.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
-            let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                vals.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)).collect();
+            let params: Vec<&(dyn postgres::types::ToSql + Sync)> = vals
+                .iter()
+                .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+                .collect();
             c.execute(&sql, &params)?;
             return Ok(cols.iter().map(|c| c.to_string()).zip(vals).collect());
         }
@@ -425,7 +451,10 @@ mod tests {
             .map(|(i, col)| format!("{col} = ${}", i + 2))
             .collect();
         let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&id];
-        params.extend(vals.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)));
+        params.extend(
+            vals.iter()
+                .map(|v| v as &(dyn postgres::types::ToSql + Sync)),
+        );
         let n = c.execute(
             &format!(
                 "UPDATE {} SET {} WHERE id = $1::text::{}",
@@ -497,7 +526,8 @@ mod tests {
             if let Some(e) = failed {
                 let state = sqlstate(&e);
                 if !writer_may_fail(&state) && state != "25P02" {
-                    log.errors.push(format!("writer on {}: {}", t.qual, describe(&e)));
+                    log.errors
+                        .push(format!("writer on {}: {}", t.qual, describe(&e)));
                 }
                 drop(tx);
                 log.rollbacks += 1;
@@ -550,7 +580,8 @@ mod tests {
                 Err(e) => {
                     let state = sqlstate(&e);
                     if !writer_may_fail(&state) {
-                        log.errors.push(format!("commit on {}: {}", t.qual, describe(&e)));
+                        log.errors
+                            .push(format!("commit on {}: {}", t.qual, describe(&e)));
                     }
                     log.rollbacks += 1;
                     aborted.extend(pending.into_iter().map(|(_, v)| v));
@@ -592,7 +623,9 @@ mod tests {
                 Ok(_) => log.runs += 1,
                 Err(e) if sqlstate(&e) == "55P03" => log.busy += 1,
                 Err(e) if matches!(sqlstate(&e).as_str(), "40P01" | "40001") => {}
-                Err(e) => log.errors.push(format!("sync_execute({}): {}", cfg.name, describe(&e))),
+                Err(e) => log
+                    .errors
+                    .push(format!("sync_execute({}): {}", cfg.name, describe(&e))),
             }
             std::thread::sleep(Duration::from_millis(rng.below(200)));
         }
@@ -621,7 +654,9 @@ mod tests {
                         let r: Value = r.get::<_, String>(0).parse().unwrap();
                         let n = batch.as_array().unwrap().len();
                         if r["duplicates"] != json!(n) {
-                            log.errors.push(format!("a re-sent batch was not all duplicates: {batch} -> {r}"));
+                            log.errors.push(format!(
+                                "a re-sent batch was not all duplicates: {batch} -> {r}"
+                            ));
                         }
                         log.resent += 1;
                     }
@@ -703,14 +738,17 @@ mod tests {
                 Ok(r) => {
                     let r: Value = r.get::<_, String>(0).parse().unwrap();
                     if r["rejected"] != json!(0) {
-                        log.errors.push(format!("a push was rejected: {batch} -> {r}"));
+                        log.errors
+                            .push(format!("a push was rejected: {batch} -> {r}"));
                     }
                     log.pushes += 1;
                     log.pushed.extend(tokens);
                     sent.push((ci, client, batch));
                 }
                 Err(e) if matches!(sqlstate(&e).as_str(), "40P01" | "40001") => {}
-                Err(e) => log.errors.push(format!("pushing {batch}: {}", describe(&e))),
+                Err(e) => log
+                    .errors
+                    .push(format!("pushing {batch}: {}", describe(&e))),
             }
         }
         log
@@ -720,8 +758,11 @@ mod tests {
     /// until a whole round changes nothing. Returns the number of rounds it took.
     fn settle(c: &mut postgres::Client, world: &World, seed: u64) -> usize {
         let ids: Vec<i64> = world.configs.iter().map(|c| c.id).collect();
-        c.execute("UPDATE sync_configs SET enabled = false WHERE id = ANY($1)", &[&ids])
-            .unwrap();
+        c.execute(
+            "UPDATE sync_configs SET enabled = false WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .unwrap();
         let started = Instant::now();
         loop {
             let running: i64 = c
@@ -749,13 +790,26 @@ mod tests {
                     match c.query_one("SELECT sync_execute($1)::text", &[&cfg.id]) {
                         Ok(r) => break r.get::<_, String>(0).parse::<Value>().unwrap(),
                         // the worker's last run (it read the config before the pause)
-                        Err(e) if sqlstate(&e) == "55P03" => std::thread::sleep(Duration::from_millis(100)),
-                        Err(e) => panic!("seed {seed}: final sync_execute({}): {}", cfg.name, describe(&e)),
+                        Err(e) if sqlstate(&e) == "55P03" => {
+                            std::thread::sleep(Duration::from_millis(100))
+                        }
+                        Err(e) => panic!(
+                            "seed {seed}: final sync_execute({}): {}",
+                            cfg.name,
+                            describe(&e)
+                        ),
                     }
                 };
-                let busy = ["synced", "created", "updated", "deleted", "conflicts", "errors"]
-                    .iter()
-                    .any(|k| r[k] != json!(0));
+                let busy = [
+                    "synced",
+                    "created",
+                    "updated",
+                    "deleted",
+                    "conflicts",
+                    "errors",
+                ]
+                .iter()
+                .any(|k| r[k] != json!(0));
                 quiet &= !busy;
                 last.push((cfg.name.clone(), r));
             }
@@ -797,11 +851,18 @@ mod tests {
         for cfg in &world.configs {
             let (s, t) = (&world.tables[cfg.source], &world.tables[cfg.target]);
             let (name_s, name_t) = if cfg.split {
-                ("s.full_name", "nullif(concat_ws(' ', t.firstname, t.lastname), '')")
+                (
+                    "s.full_name",
+                    "nullif(concat_ws(' ', t.firstname, t.lastname), '')",
+                )
             } else {
                 ("s.full_name", "t.full_name")
             };
-            let email_s = if cfg.split { "lower(s.email)" } else { "s.email" };
+            let email_s = if cfg.split {
+                "lower(s.email)"
+            } else {
+                "s.email"
+            };
             let sql = format!(
                 "WITH pend AS (
                    SELECT source_id, target_id, kind, fields FROM sync_conflicts
@@ -872,7 +933,12 @@ mod tests {
             for (i, p) in one_json(c, &sql).as_array().unwrap().iter().enumerate() {
                 bad.push(format!("{}: {}", cfg.name, p["problem"].as_str().unwrap()));
                 if i < 3 {
-                    bad.push(history(c, cfg.id, p["system"].as_str().unwrap(), p["entity_id"].as_str().unwrap()));
+                    bad.push(history(
+                        c,
+                        cfg.id,
+                        p["system"].as_str().unwrap(),
+                        p["entity_id"].as_str().unwrap(),
+                    ));
                 }
             }
         }
@@ -1003,7 +1069,10 @@ mod tests {
     impl Drop for SeedGuard {
         fn drop(&mut self) {
             if std::thread::panicking() {
-                eprintln!("fuzz FAILED with FUZZ_SEED={} (repeat: bash tests/fuzz.sh --seed {0})", self.0);
+                eprintln!(
+                    "fuzz FAILED with FUZZ_SEED={} (repeat: bash tests/fuzz.sh --seed {0})",
+                    self.0
+                );
             }
         }
     }
@@ -1061,7 +1130,10 @@ mod tests {
             stop.store(true, Ordering::SeqCst);
             let logs: Vec<Log> = handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| panic!("seed {seed}: a fuzz thread panicked")))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| panic!("seed {seed}: a fuzz thread panicked"))
+                })
                 .collect();
             let rounds = settle(&mut c, &world, seed);
             let bad = check(&mut c, &world, &logs);
@@ -1120,8 +1192,19 @@ mod tests {
             }
         }
         // the workload did what it is for
-        for k in ["rollbacks", "savepoints", "open", "key_updates", "runs", "pushes", "resent"] {
-            assert!(totals.get(k).copied().unwrap_or(0) > 0, "seed {seed}: no {k} happened");
+        for k in [
+            "rollbacks",
+            "savepoints",
+            "open",
+            "key_updates",
+            "runs",
+            "pushes",
+            "resent",
+        ] {
+            assert!(
+                totals.get(k).copied().unwrap_or(0) > 0,
+                "seed {seed}: no {k} happened"
+            );
         }
     }
 }
@@ -1145,7 +1228,9 @@ mod regressions {
     fn fuzz_found_resolving_never_overwrites_or_deletes_an_edit_made_after_the_conflict() {
         let mut db = Db::new();
         let c = crm_hub(&mut db, "fz_res", "manual", "bidirectional", "NULL");
-        db.exec("INSERT INTO fz_res.crm (full_name, email, phone) VALUES ('Ann Lee', 'ann@x.io', '1')");
+        db.exec(
+            "INSERT INTO fz_res.crm (full_name, email, phone) VALUES ('Ann Lee', 'ann@x.io', '1')",
+        );
         db.sync(c);
         let rows = "SELECT (SELECT jsonb_agg(phone ORDER BY id) FROM fz_res.crm) AS crm,
                            (SELECT jsonb_agg(phone ORDER BY id) FROM fz_res.hub) AS hub";
@@ -1159,12 +1244,18 @@ mod regressions {
         let e = db.err(&format!("SELECT sync_resolve_conflict({k}, 'source')"));
         assert!(
             e.starts_with("55000")
-                && e.contains(&format!("sync conflict {k}: the target row was changed after the conflict was recorded"))
+                && e.contains(&format!(
+                    "sync conflict {k}: the target row was changed after the conflict was recorded"
+                ))
                 && e.contains("phone is now \"3\", was \"2b\"")
                 && e.contains("would overwrite that edit"),
             "{e}"
         );
-        assert_eq!(db.json(rows), json!({"crm": ["2a"], "hub": ["3"]}), "nothing written");
+        assert_eq!(
+            db.json(rows),
+            json!({"crm": ["2a"], "hub": ["3"]}),
+            "nothing written"
+        );
         // the side that changed may win: its current value
         db.exec(&format!("SELECT sync_resolve_conflict({k}, 'target')"));
         assert_eq!(db.json(rows), json!({"crm": ["3"], "hub": ["3"]}));
@@ -1183,9 +1274,17 @@ mod regressions {
                 && e.contains("would delete the row with that edit"),
             "{e}"
         );
-        assert_eq!(db.json(rows), json!({"crm": ["4"], "hub": null}), "nothing deleted");
+        assert_eq!(
+            db.json(rows),
+            json!({"crm": ["4"], "hub": null}),
+            "nothing deleted"
+        );
         db.exec(&format!("SELECT sync_resolve_conflict({k}, 'source')"));
-        assert_eq!(db.json(rows), json!({"crm": ["4"], "hub": ["4"]}), "re-created");
+        assert_eq!(
+            db.json(rows),
+            json!({"crm": ["4"], "hub": ["4"]}),
+            "re-created"
+        );
 
         // source deleted, target updated; the target changes again: refused; unchanged
         // since the conflict, the delete goes through
@@ -1195,12 +1294,18 @@ mod regressions {
         db.exec("UPDATE fz_res.hub SET email = 'late@x.io'");
         let e = db.err(&format!("SELECT sync_resolve_conflict({k}, 'source')"));
         assert!(
-            e.starts_with("55000") && e.contains("the target row was changed") && e.contains("email is now \"late@x.io\""),
+            e.starts_with("55000")
+                && e.contains("the target row was changed")
+                && e.contains("email is now \"late@x.io\""),
             "{e}"
         );
         db.exec("UPDATE fz_res.hub SET email = 'ann@new.io'");
         db.exec(&format!("SELECT sync_resolve_conflict({k}, 'source')"));
-        assert_eq!(db.json(rows), json!({"crm": null, "hub": null}), "deleted on both sides");
+        assert_eq!(
+            db.json(rows),
+            json!({"crm": null, "hub": null}),
+            "deleted on both sides"
+        );
         assert_eq!(
             db.json(&format!("SELECT count(*) AS n FROM sync_conflicts WHERE config_id = {c} AND resolution = 'pending'"))["n"],
             0

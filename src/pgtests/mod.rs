@@ -3,13 +3,13 @@
 mod args;
 mod capture;
 mod claims;
+pub mod concurrent;
 #[cfg(test)]
 mod crash;
-pub mod concurrent;
 mod dump;
+pub mod engine;
 #[cfg(test)]
 mod fuzz;
-pub mod engine;
 #[cfg(test)]
 mod launcher;
 mod notify;
