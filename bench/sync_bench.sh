@@ -110,7 +110,7 @@ jget() { sed -E "s/.*\"$2\": *([^,}]*).*/\\1/" <<<"$1"; }
 
 
 VARIANTS=(identity mapped)
-# the README's mapping ("Using it"), the mapped variant's config
+# the README's mapping ("Quick start"), the mapped variant's config
 MAPPING='[{"source": "full_name", "target": ["firstname", "lastname"], "transform": "split"},
   {"source": "email", "target": "email", "transform": "lowercase"},
   {"source": "phone", "target": "phone"}]'

@@ -3,22 +3,24 @@
 # against a throwaway cluster (127.0.0.1:55437, /var/tmp/sync_engine_regress) with the
 # sync_engine build currently installed; each output must equal
 # tests/pg_regress/expected/<name>.out byte for byte. setup.sql runs first (CREATE
-# EXTENSION and a helper), then the others in name order, in one database.
+# EXTENSION, a helper, and the template database regress_base), then the others in name
+# order: in one database, or (those that count ids) in a copy of regress_base of their own.
+# REGRESS_PORT and REGRESS_DIR override the port and the data directory.
 #
 #   scripts/regress.sh            run them all (scripts/test.sh does, after the Rust tests)
 #   scripts/regress.sh NAME...    run only these (setup always runs first)
 #   ACCEPT=1 scripts/regress.sh   write every output to expected/ (review the diff!)
 #
 # Exits non-zero when an output differs; the differences are printed and kept in
-# /var/tmp/sync_engine_regress.out/regression.diffs.
+# /var/tmp/sync_engine_regress.out/regression.diffs (REGRESS_DIR.out).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-DIR=/var/tmp/sync_engine_regress
+DIR=${REGRESS_DIR:-/var/tmp/sync_engine_regress}
 PORT=${REGRESS_PORT:-55437}
-OUTDIR=/var/tmp/sync_engine_regress.out
+OUTDIR=$DIR.out
 PG_REGRESS=$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress
 [[ -x $PG_REGRESS ]] || die "pg_regress not found at $PG_REGRESS (Debian package postgresql-server-dev-$PG_MAJOR)"
 
@@ -41,6 +43,8 @@ as_root install -d -m 0777 -- "$OUTDIR"
 inputs=$OUTDIR/input
 mkdir -p "$inputs"
 cp -r tests/pg_regress/sql tests/pg_regress/expected "$inputs/"
+# the demo golden test runs the demo script itself (\i from the input directory)
+cp demo/demo.sql "$inputs/demo.sql"
 mkdir -p "$inputs/expected"
 if [[ ${ACCEPT:-0} == 1 ]]; then
     for t in setup "${tests[@]}"; do touch "$inputs/expected/$t.out"; done

@@ -1,6 +1,6 @@
 -- sync_engine notifications: the outbox, webhook subscriptions and their deliveries,
 -- and the triggers that write events in the same transaction as what they describe
--- (see src/notify/mod.rs and README "Notifications").
+-- (see src/notify/mod.rs and docs/notify.md).
 
 -- Webhook subscriptions. Holds receiver URLs and secrets: readable by the extension's
 -- owner only (no grants; sync_webhook_secret reads a secret back).

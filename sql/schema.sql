@@ -29,7 +29,7 @@ GRANT SELECT ON sync_instance TO PUBLIC;
 
 -- One row per captured change. Written by the capture trigger (and by sync_push).
 -- txid is the xid8 of the writing transaction: readers use snapshots, never ids or
--- timestamps, to decide what is new (see src/cursor.rs). id comes from a sequence and
+-- timestamps, to decide what is new (see src/core/cursor.rs). id comes from a sequence and
 -- is unique, but carries no index: every write to a registered table pays for each
 -- index here, and nothing looks changes up by id (like PgQ's event tables).
 CREATE TABLE change_log (
@@ -75,14 +75,14 @@ CREATE TABLE sync_configs (
     -- snapshot (pg_snapshot text) up to which changes have been consumed; NULL = never run
     position           text,
     -- the sync_instance (database) the position was taken in; any other one means the
-    -- config was restored from a dump and its next run reconciles (see src/cursor.rs)
+    -- config was restored from a dump and its next run reconciles (see src/core/cursor.rs)
     position_instance  uuid,
     last_run_at        timestamptz,
     next_run_at        timestamptz NOT NULL DEFAULT now(),
     -- failed scheduled runs in a row; the worker backs off on them
     consecutive_failures integer   NOT NULL DEFAULT 0,
     -- the role that created the config; running it or resolving its conflicts needs
-    -- this role's privileges (see src/security.rs)
+    -- this role's privileges (see src/pg/security.rs)
     owner              regrole     NOT NULL,
     created_at         timestamptz NOT NULL DEFAULT now()
 );
@@ -168,6 +168,12 @@ REVOKE EXECUTE ON FUNCTION sync_wake_launcher() FROM PUBLIC;
 SELECT sync_wake_launcher();
 
 -- For analysts and DBAs: one row per config with its last run, lag and open work.
+-- The origin tag of config N's writes (change_log.origin): the one definition, used by
+-- the engine (src/sync/config.rs loads it with the config) and by sync_status.
+CREATE FUNCTION sync_config_origin(config_id bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 'sync_engine:config:' || config_id;
+
 CREATE VIEW sync_status AS
 SELECT c.id AS config_id,
        c.name,
@@ -188,7 +194,7 @@ SELECT c.id AS config_id,
            AND NOT pg_visible_in_snapshot(l.txid, c.position::pg_snapshot)
            AND ((l.system = c.source_system AND l.entity_type = c.entity_type)
              OR (l.system = c.target_system AND l.entity_type = c.target_entity_type))
-           AND l.origin IS DISTINCT FROM 'sync_engine:config:' || c.id) AS lag,
+           AND l.origin IS DISTINCT FROM sync_config_origin(c.id)) AS lag,
        (SELECT count(*) FROM sync_conflicts k WHERE k.config_id = c.id AND k.resolution = 'pending') AS pending_conflicts,
        (SELECT count(*) FROM sync_errors e WHERE e.config_id = c.id AND NOT e.resolved) AS open_errors,
        (SELECT count(*) FROM sync_runs f
@@ -205,7 +211,7 @@ SELECT c.id AS config_id,
 -- a dump carries their rows (and their sequences' values) and a restore puts them back
 -- after CREATE EXTENSION. change_log is not: its transaction ids mean nothing in another
 -- database, and a config restored with a foreign position reconciles every row through
--- its links instead (README "Backup and restore"). sync_instance is not either (see
+-- its links instead (docs/operations.md "Backup and restore"). sync_instance is not either (see
 -- above): that is how a restore is told apart from the original.
 SELECT pg_catalog.pg_extension_config_dump('sync_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('sync_endpoints_id_seq', '');

@@ -4,7 +4,7 @@
 //! Only while someone wants the event (a subscribed webhook, or Redis); otherwise the
 //! position is forgotten and nothing is read.
 
-use crate::db;
+use crate::pg::db;
 use pgrx::prelude::*;
 use serde_json::json;
 
@@ -30,7 +30,7 @@ pub fn tick(schema: &str) {
         }
         return;
     }
-    let cur = crate::changes::current_position().to_string();
+    let cur = crate::capture::changes::current_position().to_string();
     let Some(prev) = prev else {
         db::run(
             &format!("UPDATE {schema}.sync_notify_state SET position = $1"),
@@ -41,14 +41,14 @@ pub fn tick(schema: &str) {
     if prev == cur {
         return;
     }
-    let w = crate::changes::window(Some(&prev), &cur);
+    let w = crate::capture::changes::window(Some(&prev), &cur);
     let sql = format!(
         "SELECT e.id, e.system, e.entity_type, count(*)::bigint, min(l.id), max(l.id)
            FROM {schema}.change_log l
            JOIN {schema}.sync_endpoints e ON e.system = l.system AND e.entity_type = l.entity_type
           WHERE {pred}
           GROUP BY e.id, e.system, e.entity_type ORDER BY e.id",
-        pred = crate::changes::window_predicate(&w, "l")
+        pred = crate::capture::changes::window_predicate(&w, "l")
     );
     let events: Vec<pgrx::JsonB> = Spi::connect(|c| {
         let t = c
@@ -56,12 +56,12 @@ pub fn tick(schema: &str) {
             .unwrap_or_else(|e| db::spi_fail(e));
         t.map(|r| {
             pgrx::JsonB(json!({
-                "endpoint_id": r.get::<i64>(1).ok().flatten(),
-                "system": r.get::<String>(2).ok().flatten(),
-                "entity_type": r.get::<String>(3).ok().flatten(),
-                "count": r.get::<i64>(4).ok().flatten(),
-                "first_change_id": r.get::<i64>(5).ok().flatten(),
-                "last_change_id": r.get::<i64>(6).ok().flatten(),
+                "endpoint_id": db::col::<i64>(&r, 1),
+                "system": db::col::<String>(&r, 2),
+                "entity_type": db::col::<String>(&r, 3),
+                "count": db::col::<i64>(&r, 4),
+                "first_change_id": db::col::<i64>(&r, 5),
+                "last_change_id": db::col::<i64>(&r, 6),
                 "since": prev,
                 "until": cur,
             }))

@@ -20,7 +20,7 @@ use super::schedule::{self, Next};
 use super::sign;
 use super::stream::{Entry, Streamer, Target};
 use super::{available, settings};
-use crate::db;
+use crate::pg::db;
 use crate::worker::in_txn;
 use pgrx::bgworkers::*;
 use pgrx::prelude::*;
@@ -148,7 +148,7 @@ enum Turn {
     Exit(&'static str),
 }
 
-fn report(what: &str, e: &crate::subxact::SubxactError) {
+fn report(what: &str, e: &crate::pg::subxact::SubxactError) {
     warning!("{NOTIFIER_NAME}: {what}: {} ({})", e.message, e.sqlstate);
 }
 
@@ -305,18 +305,18 @@ impl Notifier {
                 t.map(|r| {
                     (
                         Job {
-                            delivery_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
-                            webhook_id: r.get::<i64>(2).ok().flatten().unwrap_or_default(),
-                            url: r.get::<String>(3).ok().flatten().unwrap_or_default(),
-                            secret: r.get::<String>(4).ok().flatten().unwrap_or_default(),
-                            event_id: r.get::<i64>(5).ok().flatten().unwrap_or_default(),
+                            delivery_id: db::col::<i64>(&r, 1).unwrap_or_default(),
+                            webhook_id: db::col::<i64>(&r, 2).unwrap_or_default(),
+                            url: db::col::<String>(&r, 3).unwrap_or_default(),
+                            secret: db::col::<String>(&r, 4).unwrap_or_default(),
+                            event_id: db::col::<i64>(&r, 5).unwrap_or_default(),
                             message_id: sign::message_id(
-                                &r.get::<String>(8).ok().flatten().unwrap_or_default(),
-                                r.get::<i64>(5).ok().flatten().unwrap_or_default(),
+                                &db::col::<String>(&r, 8).unwrap_or_default(),
+                                db::col::<i64>(&r, 5).unwrap_or_default(),
                             ),
-                            body: r.get::<String>(6).ok().flatten().unwrap_or_default(),
+                            body: db::col::<String>(&r, 6).unwrap_or_default(),
                         },
-                        r.get::<i32>(7).ok().flatten().unwrap_or_default(),
+                        db::col::<i32>(&r, 7).unwrap_or_default(),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -343,13 +343,13 @@ impl Notifier {
                         )
                         .unwrap_or_else(|e| db::spi_fail(e));
                     t.map(|r| Entry {
-                        event_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+                        event_id: db::col::<i64>(&r, 1).unwrap_or_default(),
                         message_id: sign::message_id(
-                            &r.get::<String>(4).ok().flatten().unwrap_or_default(),
-                            r.get::<i64>(1).ok().flatten().unwrap_or_default(),
+                            &db::col::<String>(&r, 4).unwrap_or_default(),
+                            db::col::<i64>(&r, 1).unwrap_or_default(),
                         ),
-                        event_type: r.get::<String>(2).ok().flatten().unwrap_or_default(),
-                        payload: r.get::<String>(3).ok().flatten().unwrap_or_default(),
+                        event_type: db::col::<String>(&r, 2).unwrap_or_default(),
+                        payload: db::col::<String>(&r, 3).unwrap_or_default(),
                     })
                     .collect::<Vec<_>>()
                 })
@@ -483,7 +483,7 @@ pub extern "C-unwind" fn sync_engine_notifier_main(arg: pg_sys::Datum) {
         return; // another notifier serves the database
     }
     let schema = match in_txn(|| db::one::<String>(crate::worker::EXT_SCHEMA_SQL, &[])) {
-        Ok(Some(s)) => crate::capture::quote_ident(&s),
+        Ok(Some(s)) => crate::pg::quote::quote_ident(&s),
         _ => return,
     };
     let mut n = Notifier {
@@ -521,7 +521,7 @@ pub extern "C-unwind" fn sync_engine_notifier_main(arg: pg_sys::Datum) {
         if let Some(r) = stream_result {
             n.record_stream(r);
         }
-        let naptime = Duration::from_secs(crate::guc::NAPTIME.get().max(1) as u64);
+        let naptime = Duration::from_secs(crate::pg::guc::NAPTIME.get().max(1) as u64);
         let tick = n.last_tick.is_none_or(|t| t.elapsed() >= naptime);
         if woken || recorded || tick || Instant::now() >= n.next_read {
             if tick {

@@ -14,7 +14,6 @@
 //! - Pure logic: `schedule` (retries), `sign` (Standard Webhooks), `validate`.
 //! - `api`: the SQL functions.
 
-pub mod api;
 pub mod available;
 pub mod deliver;
 pub mod http;
@@ -23,13 +22,14 @@ pub mod settings;
 pub mod sign;
 pub mod stream;
 pub mod validate;
+pub mod webhooks;
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Databases with a notifier at once (as the launcher's registry).
-const MAX_NOTIFIERS: usize = crate::launcher::MAX_DATABASES;
+const MAX_NOTIFIERS: usize = crate::worker::launcher::MAX_DATABASES;
 
 /// A running notifier: its database, pid and latch. `dboid == 0`: free.
 #[derive(Copy, Clone)]
@@ -160,17 +160,10 @@ pub fn wake_at_commit() {
     });
 }
 
-/// Called by `sync_emit` (sql/notify.sql). Declared there.
-#[pg_extern(sql = false, volatile)]
-fn sync_notify_wake() {
-    wake_at_commit();
-}
-
 /// Whether `sync_engine.redis_url` is set: events then go to the stream too. Read in C
 /// because the setting itself is readable by superusers only. Declared in
 /// sql/notify.sql.
-#[pg_extern(sql = false, volatile)]
-fn sync_notify_redis_enabled() -> bool {
+pub fn redis_enabled() -> bool {
     settings::redis_url().is_some()
 }
 

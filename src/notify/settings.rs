@@ -104,17 +104,17 @@ pub fn init() {
 
 /// `sync_engine.redis_url`, None when unset or blank.
 pub fn redis_url() -> Option<String> {
-    crate::guc::string(&REDIS_URL).filter(|u| !u.trim().is_empty())
+    crate::pg::guc::string(&REDIS_URL).filter(|u| !u.trim().is_empty())
 }
 
 /// `sync_engine.redis_stream` (its default when unset or blank).
 pub fn redis_stream() -> String {
-    crate::guc::string(&REDIS_STREAM)
+    crate::pg::guc::string(&REDIS_STREAM)
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "sync_engine:events".into())
 }
 
 /// `sync_engine.webhook_retry_schedule` as text.
 pub fn retry_schedule() -> String {
-    crate::guc::string(&RETRY_SCHEDULE).unwrap_or_default()
+    crate::pg::guc::string(&RETRY_SCHEDULE).unwrap_or_default()
 }

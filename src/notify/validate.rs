@@ -1,7 +1,7 @@
 //! Checks of webhook subscriptions, as plain Rust (no Postgres): receiver URLs and
 //! event names. Each returns a message naming the problem (and the fix).
 
-/// Every event type, in the order the README documents them.
+/// Every event type, in the order docs/notify.md documents them.
 pub const EVENT_TYPES: [&str; 6] = [
     "run.completed",
     "run.failed",

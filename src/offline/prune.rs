@@ -3,7 +3,7 @@
 //! - a change_log prune records, per endpoint, the highest txid it deleted
 //!   (sync_log_horizon), which tells sync_pull a cursor may have lost changes.
 
-use crate::guc;
+use crate::pg::guc;
 
 /// One bounded batch of remembered push ids past their retention.
 pub fn push_ids_sql(schema: &str, batch: i64) -> String {

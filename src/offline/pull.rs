@@ -4,13 +4,14 @@
 //! from afterwards. The cursor arithmetic is in `pull_cursor`.
 
 use super::pull_cursor::{self, InWindow, PullCursor};
-use super::push::{client_id_arg, client_origin};
-use crate::changes;
-use crate::cursor::{Snapshot, Window};
-use crate::db::{self, spi_fail};
-use crate::endpoints::{self, Endpoint};
-use crate::security;
-use crate::{ext_schema, fail};
+use super::push::client_origin;
+use crate::capture::changes;
+use crate::capture::endpoints::{self, Endpoint};
+use crate::core::cursor::{Snapshot, Window};
+use crate::pg::db::{self, spi_fail};
+use crate::pg::fail;
+use crate::pg::quote::ext_schema;
+use crate::pg::security;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -35,32 +36,15 @@ fn require_select(caller: pg_sys::Oid, e: &Endpoint, what: &str) {
     );
 }
 
-fn positive(v: Option<i32>, func: &str, arg: &str) -> i64 {
-    let v = crate::args::required(v, func, arg);
-    if v < 1 {
-        fail(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            &format!("{func}: {arg} must be at least 1 (got {v})"),
-        );
-    }
-    i64::from(v)
-}
-
 /// The endpoint's change records after `cursor` (NULL: from now), at most `max_changes`,
-/// leaving out the pushes of `client_id`. See README "Offline clients and connectors".
-#[pg_extern(volatile)]
-fn sync_pull(
-    system: Option<&str>,
-    entity_type: Option<&str>,
-    cursor: default!(Option<&str>, "NULL"),
-    max_changes: default!(Option<i32>, "1000"),
-    client_id: default!(Option<&str>, "NULL"),
+/// leaving out the pushes of `client_id`. See docs/offline.md.
+pub fn sync_pull(
+    system: &str,
+    entity_type: &str,
+    cursor: Option<&str>,
+    max: i64,
+    client_id: Option<&str>,
 ) -> JsonB {
-    const F: &str = "sync_pull";
-    let system = crate::args::name(system, F, "system");
-    let entity_type = crate::args::name(entity_type, F, "entity_type");
-    let max = positive(max_changes, F, "max_changes");
-    let client_id = client_id.map(|c| client_id_arg(Some(c), F));
     let decoded = cursor.map(|c| {
         PullCursor::decode(c)
             .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e))
@@ -135,13 +119,8 @@ fn pull(e: &Endpoint, c: Option<PullCursor>, max: i64, skip_origin: Option<Strin
             )
             .unwrap_or_else(|e| spi_fail(e));
         db::scoped(|| {
-            t.filter_map(|r| {
-                Some((
-                    r.get::<i64>(1).ok().flatten()?,
-                    r.get::<JsonB>(2).ok().flatten()?.0,
-                ))
-            })
-            .collect()
+            t.filter_map(|r| Some((db::col::<i64>(&r, 1)?, db::col::<JsonB>(&r, 2)?.0)))
+                .collect()
         })
     });
     // after the rows: a prune that committed before they were read shows here
@@ -196,17 +175,7 @@ fn reset(e: &Endpoint, r: pull_cursor::ResetReason) -> Value {
 
 /// The endpoint's current rows in key order after `after_key` (NULL: from the first),
 /// at most `max_rows`; the first page also returns the cursor to pull from afterwards.
-#[pg_extern(volatile)]
-fn sync_snapshot(
-    system: Option<&str>,
-    entity_type: Option<&str>,
-    after_key: default!(Option<&str>, "NULL"),
-    max_rows: default!(Option<i32>, "1000"),
-) -> JsonB {
-    const F: &str = "sync_snapshot";
-    let system = crate::args::name(system, F, "system");
-    let entity_type = crate::args::name(entity_type, F, "entity_type");
-    let max = positive(max_rows, F, "max_rows");
+pub fn sync_snapshot(system: &str, entity_type: &str, after_key: Option<&str>, max: i64) -> JsonB {
     let caller = security::current_user();
     let (e, here) = security::as_extension_owner(|| {
         let e = endpoints::load(system, entity_type);
@@ -217,7 +186,7 @@ fn sync_snapshot(
     // the rows are read as the caller (its row-level security applies), and on the
     // first page in the same statement as the position, so they are what that
     // position has seen
-    let kc = crate::capture::quote_ident(&e.key_column);
+    let kc = crate::pg::quote::quote_ident(&e.key_column);
     let sql = format!(
         "SELECT pg_current_snapshot()::text, pg_current_xact_id_if_assigned()::text,
                 (SELECT coalesce(jsonb_agg(jsonb_build_object('entity_id', r.k, 'values', r.v) ORDER BY r.n), '[]')
@@ -228,7 +197,7 @@ fn sync_snapshot(
                           ORDER BY t.{kc} LIMIT $2) r)",
         table = e.table,
         kt = e.key_type,
-        kl = crate::quote_literal(&e.key_column),
+        kl = crate::pg::quote::quote_literal(&e.key_column),
     );
     let (snap, own, rows) = Spi::connect(|c| {
         let t = c
@@ -236,13 +205,9 @@ fn sync_snapshot(
             .unwrap_or_else(|e| spi_fail(e));
         let r = t.first();
         (
-            r.get::<String>(1).ok().flatten().unwrap_or_default(),
-            r.get::<String>(2).ok().flatten(),
-            r.get::<JsonB>(3)
-                .ok()
-                .flatten()
-                .map(|j| j.0)
-                .unwrap_or(Value::Null),
+            db::col::<String>(&r, 1).unwrap_or_default(),
+            db::col::<String>(&r, 2),
+            db::col::<JsonB>(&r, 3).map(|j| j.0).unwrap_or(Value::Null),
         )
     });
     let Value::Array(mut rows) = rows else {
@@ -259,7 +224,7 @@ fn sync_snapshot(
     let mut out = json!({"rows": rows, "has_more": has_more, "after_key": next_key});
     if after_key.is_none() {
         let mut pos = Snapshot::parse(&snap)
-            .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.0));
+            .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, &e.message));
         if let Some(x) = own.and_then(|x| x.parse::<u64>().ok()) {
             pos = pos.with_in_progress(x);
         }

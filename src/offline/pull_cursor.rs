@@ -8,7 +8,7 @@
 //! error). Text form: `sp1` + hex of `1|instance|endpoint|prev|cur|after_id`; clients
 //! must treat it as opaque.
 
-use crate::cursor::Snapshot;
+use crate::core::cursor::Snapshot;
 
 const PREFIX: &str = "sp1";
 

@@ -9,18 +9,18 @@ use super::push_plan::{
     self, BatchErrorKind, Change, ChangePlan, Operation, PushStrategy, ServerState, Winner, Write,
 };
 use super::time;
-use crate::db::{self, spi_fail};
-use crate::endpoints::{self, Endpoint};
-use crate::engine::{delete_rows, insert_rows, jsonb_arg, load_rows, update_rows};
-use crate::security;
-use crate::subxact;
-use crate::{ext_schema, fail, guc};
+use crate::capture::endpoints::{self, Endpoint};
+use crate::pg::db::{self, spi_fail};
+use crate::pg::fail;
+use crate::pg::guc;
+use crate::pg::quote::ext_schema;
+use crate::pg::security;
+use crate::pg::subxact;
+use crate::sync::{delete_rows, insert_rows, jsonb_arg, load_rows, update_rows};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
-
-const F: &str = "sync_push";
 
 /// The origin tag of a client's pushes: its records carry it in change_log.origin, and
 /// sync_pull with that client_id leaves them out.
@@ -28,45 +28,15 @@ pub fn client_origin(client_id: &str) -> String {
     format!("client:{client_id}")
 }
 
-/// The longest client id, in bytes.
-const MAX_CLIENT_ID_BYTES: usize = 200;
-
-/// Check a client_id argument: not NULL (22004), not empty (22023), not too long (22001).
-pub fn client_id_arg<'a>(v: Option<&'a str>, func: &str) -> &'a str {
-    let v = crate::args::required(v, func, "client_id");
-    if v.trim().is_empty() {
-        fail(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            &format!("{func}: client_id must be a non-empty name of the device or connector"),
-        );
-    }
-    if v.len() > MAX_CLIENT_ID_BYTES {
-        fail(
-            PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
-            &format!(
-                "{func}: client_id is {} bytes long; at most {MAX_CLIENT_ID_BYTES}",
-                v.len()
-            ),
-        );
-    }
-    v
-}
-
 /// Apply a batch of changes from an offline client or a connector to the endpoint
-/// (system, entity_type). See README "Offline clients and connectors".
-#[pg_extern(volatile)]
-fn sync_push(
-    system: Option<&str>,
-    entity_type: Option<&str>,
-    changes: Option<JsonB>,
-    client_id: Option<&str>,
-    conflict_strategy: default!(Option<&str>, "'latest_wins'"),
+/// (system, entity_type). See docs/offline.md.
+pub fn sync_push(
+    system: &str,
+    entity_type: &str,
+    changes: Value,
+    client_id: &str,
+    strategy: &str,
 ) -> JsonB {
-    let system = crate::args::name(system, F, "system");
-    let entity_type = crate::args::name(entity_type, F, "entity_type");
-    let changes = crate::args::required(changes, F, "changes").0;
-    let client_id = client_id_arg(client_id, F);
-    let strategy = crate::args::required(conflict_strategy, F, "conflict_strategy");
     let strategy = PushStrategy::parse(strategy)
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e));
     let caller = security::current_user();
@@ -97,7 +67,7 @@ fn require(caller: pg_sys::Oid, e: &Endpoint, ops: impl Iterator<Item = Operatio
     if unsafe { pg_sys::check_enable_rls(e.relid, caller, true) }
         == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
     {
-        crate::fail(
+        crate::pg::fail(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             &format!(
                 "sync_push: {} has row-level security enabled for role {}; sync_push does not apply row-level security policies, so it refuses to write there (push as a role the policies do not restrict, or disable them for it)",
@@ -186,8 +156,7 @@ fn push(
                 &[e.id.into(), client_id.into(), ids.clone().into()],
             )
             .unwrap_or_else(|e| spi_fail(e));
-        t.filter_map(|r| r.get::<String>(1).ok().flatten())
-            .collect()
+        t.filter_map(|r| db::col::<String>(&r, 1)).collect()
     });
     let earlier: HashMap<String, String> = Spi::connect(|c| {
         let t = c
@@ -206,13 +175,8 @@ fn push(
                 ],
             )
             .unwrap_or_else(|e| spi_fail(e));
-        t.filter_map(|r| {
-            Some((
-                r.get::<String>(1).ok().flatten()?,
-                r.get::<String>(2).ok().flatten()?,
-            ))
-        })
-        .collect()
+        t.filter_map(|r| Some((db::col::<String>(&r, 1)?, db::col::<String>(&r, 2)?)))
+            .collect()
     });
     for it in items.iter_mut() {
         // the first occurrence in this batch takes the claim; a later one is a duplicate
@@ -336,9 +300,9 @@ fn canonical(e: &Endpoint, mut changes: Vec<Change>) -> Vec<Change> {
                 db::scoped(|| {
                     t.map(|r| {
                         (
-                            r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                            r.get::<JsonB>(2).ok().flatten().map(|j| j.0),
-                            r.get::<JsonB>(3).ok().flatten().map(|j| j.0),
+                            db::col::<String>(&r, 1).unwrap_or_default(),
+                            db::col::<JsonB>(&r, 2).map(|j| j.0),
+                            db::col::<JsonB>(&r, 3).map(|j| j.0),
                         )
                     })
                     .collect::<Vec<_>>()
@@ -575,8 +539,8 @@ fn apply_segment(
         .collect();
     let mut failed: HashMap<usize, subxact::SubxactError> = HashMap::new();
     {
-        let _tag = crate::origin::tag_writes(origin.to_string());
-        let _times = crate::origin::time_writes(times);
+        let _tag = crate::capture::origin::tag_writes(origin.to_string());
+        let _times = crate::capture::origin::time_writes(times);
         let writes: Vec<(&str, &Write)> = plans
             .iter()
             .filter_map(|(i, p)| {
@@ -594,7 +558,7 @@ fn apply_segment(
                         if is_transient(&err.sqlstate) {
                             // remembered as rejected, the change would be dropped by a
                             // client that re-sends it; failing the call lets it retry
-                            crate::fail(
+                            crate::pg::fail(
                                 PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
                                 &format!(
                                     "sync_push: change {:?} (entity {key}) hit a transient error ({}: {}); nothing of this batch was applied, send it again",

@@ -4,8 +4,8 @@
 //! strategy. No Postgres here; `push` is the shell that loads rows and writes.
 
 use super::time;
-use crate::mapping::values_equal;
-use crate::merge::ConflictKind;
+use crate::core::mapping::values_equal;
+use crate::core::merge::ConflictKind;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 

@@ -11,12 +11,13 @@
 //! every config, the pushing client included. The caller needs SELECT and the write's
 //! privilege (UPDATE, INSERT or DELETE) on the table.
 
-use crate::conflicts::bad;
-use crate::db::spi_fail;
-use crate::endpoints;
-use crate::engine::{delete_rows, insert_rows, load_rows, update_rows};
-use crate::security;
-use crate::{ext_schema, fail};
+use crate::capture::endpoints;
+use crate::pg::bad;
+use crate::pg::db::{self, spi_fail};
+use crate::pg::fail;
+use crate::pg::quote::ext_schema;
+use crate::pg::security;
+use crate::sync::{delete_rows, insert_rows, load_rows, update_rows};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
@@ -53,17 +54,13 @@ pub fn try_resolve(
             )
             .unwrap_or_else(|e| spi_fail(e));
         t.into_iter().next().map(|r| PushConflict {
-            endpoint_id: r.get::<i64>(1).ok().flatten().unwrap_or_default(),
-            entity_id: r.get::<String>(2).ok().flatten().unwrap_or_default(),
-            kind: r.get::<String>(3).ok().flatten().unwrap_or_default(),
-            fields: r.get::<Vec<String>>(4).ok().flatten().unwrap_or_default(),
-            client_value: r
-                .get::<JsonB>(5)
-                .ok()
-                .flatten()
-                .map_or(Value::Null, |j| j.0),
-            resolution: r.get::<String>(6).ok().flatten().unwrap_or_default(),
-            resolved_at: r.get::<String>(7).ok().flatten(),
+            endpoint_id: db::col::<i64>(&r, 1).unwrap_or_default(),
+            entity_id: db::col::<String>(&r, 2).unwrap_or_default(),
+            kind: db::col::<String>(&r, 3).unwrap_or_default(),
+            fields: db::col::<Vec<String>>(&r, 4).unwrap_or_default(),
+            client_value: db::col::<JsonB>(&r, 5).map_or(Value::Null, |j| j.0),
+            resolution: db::col::<String>(&r, 6).unwrap_or_default(),
+            resolved_at: db::col::<String>(&r, 7),
         })
     })?;
     if c.resolution != "pending" {
@@ -76,7 +73,7 @@ pub fn try_resolve(
             ),
         );
     }
-    let merged = crate::conflicts::merged_values(choice, merged, &c.kind, &c.fields);
+    let merged = crate::sync::conflicts::merged_values(choice, merged, &c.kind, &c.fields);
     if let Some(m) = &merged {
         let unknown: Vec<&str> = m
             .keys()
@@ -165,7 +162,13 @@ pub fn try_resolve(
             )
         }),
     };
-    crate::conflicts::record_resolution(&schema, conflict_id, choice, &resolved_value, caller_name);
+    crate::sync::conflicts::record_resolution(
+        &schema,
+        conflict_id,
+        choice,
+        &resolved_value,
+        caller_name,
+    );
     Some(JsonB(json!({
         "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
         "entity_id": key, "endpoint_id": e.id,

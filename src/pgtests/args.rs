@@ -1,7 +1,7 @@
 //! Every public function with each argument NULL, and with bad names (issue 11, defect 3).
 #[pgrx::pg_schema]
 mod tests {
-    use crate::args::NAME_MAX_BYTES;
+    use crate::core::args::NAME_MAX_BYTES;
     use crate::pgtests::util::*;
     use pgrx::prelude::*;
 

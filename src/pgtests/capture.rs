@@ -118,7 +118,7 @@ mod tests {
     #[pg_test]
     fn prebuilt_fields_are_byte_identical_to_parsed_json() {
         use crate::capture::{jsonb_datum, numeric_image};
-        use crate::rowjson::{self, ColKind, ColValue, Cols};
+        use crate::core::rowjson::{self, ColKind, ColValue, Cols};
         let numbers = [
             "0",
             "-0.5",
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(o, json!([null]));
         // the engine's tag (held in the backend, set only by its code) is recorded
         {
-            let _tag = crate::origin::tag_writes("sync_engine:config:7".into());
+            let _tag = crate::capture::origin::tag_writes("sync_engine:config:7".into());
             Spi::run("INSERT INTO cap5_contacts (name) VALUES ('engine')").unwrap();
         }
         Spi::run("INSERT INTO cap5_contacts (name) VALUES ('user again')").unwrap();

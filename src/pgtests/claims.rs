@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 mod tests {
-    use crate::pgtests::engine::tests::{crm_hub, Db};
+    use crate::pgtests::fixture::{crm_hub, Db};
     use serde_json::{json, Value};
 
     /// Everything a run can leave behind for config `c`, to compare before and after.

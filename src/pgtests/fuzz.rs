@@ -98,7 +98,7 @@ mod rng_tests {
 mod tests {
     use super::Rng;
     use crate::pgtests::concurrent::cluster;
-    use crate::pgtests::engine::tests::MAPPING;
+    use crate::pgtests::fixture::MAPPING;
     use serde_json::{json, Value};
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1213,7 +1213,7 @@ mod tests {
 /// the losing side after the conflict was recorded, and nothing kept the lost value.
 #[cfg(test)]
 mod regressions {
-    use crate::pgtests::engine::tests::{crm_hub, Db};
+    use crate::pgtests::fixture::{crm_hub, Db};
     use serde_json::json;
 
     fn pending(db: &mut Db, c: i64) -> i64 {

@@ -7,9 +7,11 @@ pub mod concurrent;
 #[cfg(test)]
 mod crash;
 mod dump;
-pub mod engine;
+mod engine;
+pub mod fixture;
 #[cfg(test)]
 mod fuzz;
+mod initial;
 #[cfg(test)]
 mod launcher;
 mod notify;

@@ -206,7 +206,7 @@ mod tests {
                  ({hook}, -3, 'run.failed', 'delivered', now() - interval '1 hour');"
         ))
         .unwrap();
-        let schema = crate::ext_schema();
+        let schema = crate::pg::quote::ext_schema();
         for sql in crate::notify::prune_sql(&schema, 100) {
             Spi::run(&sql).unwrap();
         }

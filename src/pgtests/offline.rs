@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 mod tests {
-    use crate::pgtests::engine::tests::Db;
+    use crate::pgtests::fixture::Db;
     use serde_json::{json, Value};
 
     /// `{p}.crm` (id int key, name, phone, score >= 0) registered as ('{p}', 'contacts'),

@@ -5,7 +5,7 @@
 
 #[cfg(test)]
 mod tests {
-    use crate::pgtests::engine::tests::Db;
+    use crate::pgtests::fixture::Db;
     use serde_json::json;
     use std::time::{Duration, Instant};
 
@@ -118,7 +118,7 @@ mod tests {
     fn a_forged_origin_is_recorded_as_an_ordinary_write_and_synced() {
         let mut db = Db::new();
         fresh_role(&mut db, "sec_app");
-        let c = crate::pgtests::engine::tests::crm_hub(
+        let c = crate::pgtests::fixture::crm_hub(
             &mut db,
             "sec_forge",
             "latest_wins",

@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 mod tests {
-    use crate::pgtests::engine::tests::{crm_hub, Db};
+    use crate::pgtests::fixture::{crm_hub, Db};
     use serde_json::json;
     use std::time::{Duration, Instant};
 
@@ -154,7 +154,7 @@ mod tests {
         let mut other = Db::new();
         other.exec(&format!(
             "BEGIN; SELECT pg_advisory_xact_lock({}, {c}::int);",
-            crate::engine::LOCK_CLASS
+            crate::sync::LOCK_CLASS
         ));
         schedule(&mut db, c);
         db.exec("INSERT INTO w_busy.crm (full_name) VALUES ('Waits Its Turn')");

@@ -16,6 +16,34 @@ SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts',
     '[{"source": "full_name", "target": ["firstname", "lastname"], "transform": "shout"}]')$$) AS error;
 SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts', match_on => ARRAY['email', NULL])$$) AS error;
 SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts', sync_interval => '-1 minute')$$) AS error;
+-- NULLs, names, endpoints, the mapping's columns and keys, match_on, privileges
+SELECT try($$SELECT sync_create_config(NULL, 'cfg_crm', 'cfg_hub', 'contacts')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts', NULL, NULL)$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts', sync_interval => NULL)$$) AS error;
+SELECT try(format($$SELECT sync_create_config(%L, 'cfg_crm', 'cfg_hub', 'contacts')$$, repeat('n', 64))) AS error;
+SELECT try($$SELECT sync_create_config('  ', 'cfg_crm', 'cfg_hub', 'contacts')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts', target_entity_type => 'people')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_crm', 'contacts')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts', '[{"source": "email", "target": "nope"}]')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts', '[{"source": "id", "target": "phone"}]')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts',
+    '[{"source": "email", "target": "email"}, {"source": "phone", "target": "email"}]')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts',
+    '[{"source": "email", "target": "email", "tranform": "lowercase"}]')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts',
+    '[{"source": "full_name", "target": "firstname", "transform": "split"}]')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts', '[]')$$) AS error;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts',
+    '[{"source": "email", "target": "email"}]', match_on => ARRAY['phone'])$$) AS error;
+CREATE TABLE cfg.other (id int PRIMARY KEY, code text);
+SELECT sync_register_table('cfg_other', 'contacts', 'cfg.other') > 0 AS registered;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_other', 'contacts')$$) AS error;
+CREATE ROLE regress_cfg_user;
+SET ROLE regress_cfg_user;
+SELECT try($$SELECT sync_create_config('c', 'cfg_crm', 'cfg_hub', 'contacts')$$) AS error;
+RESET ROLE;
+DROP ROLE regress_cfg_user;
+SELECT sync_unregister_table('cfg_other', 'contacts');
 SELECT count(*) AS configs FROM sync_configs;
 -- the README's config
 SELECT sync_create_config('crm_to_hub', 'cfg_crm', 'cfg_hub', 'contacts',
@@ -27,4 +55,6 @@ SELECT try($$SELECT sync_create_config('crm_to_hub', 'cfg_crm', 'cfg_hub', 'cont
 SELECT name, source_system, target_system, conflict_strategy, sync_direction, sync_interval, enabled,
        position IS NULL AS never_run, owner
   FROM sync_configs;
+-- an endpoint a config uses cannot be unregistered
+SELECT try($$SELECT sync_unregister_table('cfg_crm', 'contacts')$$) AS error;
 UPDATE sync_configs SET enabled = false;

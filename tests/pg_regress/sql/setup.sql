@@ -8,3 +8,8 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
+-- regress_base: the same setup, for the tests that start from fresh ids in a database of
+-- their own (CREATE DATABASE regress_NAME TEMPLATE regress_base), whatever ran before
+\c postgres
+CREATE DATABASE regress_base TEMPLATE sync_engine_regress;
+\c sync_engine_regress

@@ -1,0 +1,356 @@
+//! The column-copy fast path: for a config whose mapping copies columns as they are,
+//! linked pairs changed on one side only are brought up to date by one statement per
+//! direction and batch, without reading rows into the engine.
+
+use super::apply::written_keys;
+use super::config::Config;
+use super::run::Run;
+use super::sql::base_checksum_sql;
+use crate::core::plan::{self, Pending, WorkItem};
+use crate::core::types::{Side, Sides};
+use crate::pg::db;
+use crate::pg::quote::{quote_ident, quote_literal};
+use crate::pg::security;
+use crate::pg::subxact;
+use pgrx::prelude::*;
+use std::collections::HashSet;
+
+/// For a config whose mapping copies each column as it is to a column of the same type
+/// (and whose direction lets changes flow this way), one statement that brings linked
+/// pairs up to date where only the reading side changed: it writes the `written` side with the reading side's current values, and the link's
+/// base with them, but only where the written row still holds the base, i.e. nobody
+/// changed it since the last sync (the guard a concurrent writer's new version is
+/// re-checked against, too), and where a mapped value differs from the base. What the
+/// three-way merge would do for such a pair, without reading rows into the engine.
+/// `$1` config id, `$2`/`$3`/`$4` the pairs' source and target ids and their links'
+/// ctids (a link that moved since is not found: that pair is not written); returns the
+/// source ids of the pairs written. Pairs it leaves alone go through the merge.
+pub(super) fn copy_sql(cfg: &Config, schema: &str, written: Side) -> Option<String> {
+    let to_target = written == Side::Target;
+    let flows = if to_target {
+        cfg.direction.to_target()
+    } else {
+        cfg.direction.to_source()
+    };
+    let copies = cfg.shape.mapping.column_copies(|s, t| {
+        let (st, tt) = (cfg.source.column_type(s), cfg.target.column_type(t));
+        st.is_some() && st == tt
+    })?;
+    // jsonb_build_object takes at most 100 arguments
+    if !flows || copies.is_empty() || copies.len() > 50 {
+        return None;
+    }
+    // the statement reads the other table and writes the links as well as the written
+    // table, so it can only run as the written table's owner if that is the extension's
+    // owner (the role the run's bookkeeping runs as); otherwise the merge path writes
+    // that table, from values the run read, as its owner
+    let written_owner = if to_target {
+        cfg.target.owner
+    } else {
+        cfg.source.owner
+    };
+    if written_owner != security::current_user() {
+        return None;
+    }
+    let q = quote_ident;
+    let lit = quote_literal;
+    let (read, write) = if to_target {
+        (&cfg.source, &cfg.target)
+    } else {
+        (&cfg.target, &cfg.source)
+    };
+    // (base field = target column, column read, column written)
+    let cols: Vec<(&str, &str, &str)> = copies
+        .iter()
+        .map(|(s, t)| {
+            if to_target {
+                (t.as_str(), s.as_str(), t.as_str())
+            } else {
+                (t.as_str(), t.as_str(), s.as_str())
+            }
+        })
+        .collect();
+    // the new base: an object of the read row's columns
+    let new_base = {
+        let pairs: Vec<String> = cols
+            .iter()
+            .map(|c| format!("{}, r.{}", lit(c.0), q(c.1)))
+            .collect();
+        format!("jsonb_build_object({})", pairs.join(", "))
+    };
+    // the written row's columns, which must still hold the old base
+    let written: Vec<(String, String)> = cols
+        .iter()
+        .map(|c| {
+            (
+                format!("w.{}", q(c.2)),
+                write.column_type(c.2).unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let guarded: Vec<(&str, &str, &str)> = cols
+        .iter()
+        .zip(&written)
+        .map(|(c, (e, t))| (c.0, e.as_str(), t.as_str()))
+        .collect();
+    let (read_id, write_id) = if to_target {
+        ("sid", "tid")
+    } else {
+        ("tid", "sid")
+    };
+    Some(format!(
+        "WITH p AS (
+            SELECT l.ctid AS lc, x.sid, x.tid, l.base
+              FROM unnest($2::text[], $3::text[], $4::text[]::tid[]) AS x(sid, tid, lc),
+                   LATERAL (SELECT l.ctid, l.config_id, l.source_id, l.target_id, l.base
+                              FROM {schema}.sync_links l WHERE l.ctid = x.lc OFFSET 0) l
+             WHERE l.config_id = $1 AND l.source_id = x.sid AND l.target_id = x.tid
+         ), u AS (
+            UPDATE {wt} w SET ({wcols}) = ROW({rcols})
+              FROM p, {rt} r, LATERAL (SELECT {new_base} AS nb OFFSET 0) n
+             WHERE r.{rk} = p.{read_id}::{rkt} AND w.{wk} = p.{write_id}::{wkt}
+               AND {guard} AND n.nb <> p.base
+            RETURNING p.lc, p.sid, n.nb
+         ), v AS (
+            UPDATE {schema}.sync_links l
+               SET base = u.nb, base_checksum = {checksum}, updated_at = now()
+              FROM u WHERE l.ctid = u.lc
+            RETURNING u.sid
+         )
+         SELECT sid FROM v",
+        wt = write.table,
+        rt = read.table,
+        wcols = cols.iter().map(|c| q(c.2)).collect::<Vec<_>>().join(", "),
+        rcols = cols
+            .iter()
+            .map(|c| format!("r.{}", q(c.1)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        guard = crate::core::mapping::base_guard_sql(&guarded, "p.base"),
+        checksum = base_checksum_sql("u.nb"),
+        rk = q(&read.key_column),
+        rkt = read.key_type,
+        wk = q(&write.key_column),
+        wkt = write.key_type,
+    ))
+}
+
+impl Run<'_> {
+    /// Linked pairs that changed on one side only (and wait for no person), when the
+    /// config has a `copy_sql` statement for that direction: brought up to date by it,
+    /// one statement per direction and batch. Returns the items still to merge: the
+    /// rest, and the pairs the statement left alone (the other side changed meanwhile,
+    /// the source row is gone, nothing mapped changed) or could not write at all (an
+    /// error: the merge then isolates the entity it belongs to).
+    pub(super) fn copy_across(&mut self, items: Vec<WorkItem>, pending: &Pending) -> Vec<WorkItem> {
+        if self.copy.source.is_none() && self.copy.target.is_none() {
+            return items;
+        }
+        let t0 = std::time::Instant::now();
+        let mut rest = Vec::with_capacity(items.len());
+        let mut held: Sides<Vec<WorkItem>> = Sides::default();
+        for it in items {
+            match plan::copy_direction(&it, pending).filter(|&w| self.copy.get(w).is_some()) {
+                Some(w) => held.get_mut(w).push(it),
+                None => rest.push(it),
+            }
+        }
+        let mut done: Sides<Vec<String>> = Sides::default();
+        for written in [Side::Target, Side::Source] {
+            let pairs = std::mem::take(held.get_mut(written));
+            let Some(sql) = self
+                .copy
+                .get(written)
+                .as_deref()
+                .filter(|_| !pairs.is_empty())
+            else {
+                continue;
+            };
+            let sids: Vec<&str> = pairs
+                .iter()
+                .filter_map(|p| p.ids.source.as_deref())
+                .collect();
+            let tids: Vec<&str> = pairs
+                .iter()
+                .filter_map(|p| p.ids.target.as_deref())
+                .collect();
+            let links: Vec<&str> = pairs.iter().filter_map(|p| p.link.as_deref()).collect();
+            let owner = match written {
+                Side::Target => self.cfg.target.owner,
+                Side::Source => self.cfg.source.owner,
+            };
+            let written_sources = subxact::run_for_rows(|| {
+                db::lookups_only(|| {
+                    security::as_table_owner(owner, || {
+                        written_keys(
+                            sql,
+                            &[self.cfg.id.into(), sids.into(), tids.into(), links.into()],
+                        )
+                    })
+                })
+            })
+            .unwrap_or_else(|e| {
+                debug1!(
+                    "sync_engine: config {}: copying {} pair(s) failed ({}); they go through the merge",
+                    self.cfg.id,
+                    pairs.len(),
+                    e.message
+                );
+                HashSet::new()
+            });
+            for p in pairs {
+                match p.ids.pair() {
+                    Some((s, t)) if written_sources.contains(s) => {
+                        done.source.push(s.clone());
+                        done.target.push(t.clone());
+                    }
+                    _ => rest.push(p),
+                }
+            }
+        }
+        let n = done.source.len() as i64;
+        self.stats.synced += n;
+        self.stats.updated += n;
+        self.stats.copied += n;
+        if n > 0 {
+            self.resolve_errors(done);
+        }
+        self.timing.apply += t0.elapsed().as_micros();
+        rest
+    }
+}
+
+/// For a config's first run whose mapping copies each column as it is (same types, at
+/// most 50), when one side is empty and the other is not, and the direction lets rows
+/// flow to the empty side: one statement that copies every row across, with new keys
+/// (the key column's default, or the partner's key), and links each pair with the
+/// copied values as its base, as the merge path would create them. None when it does
+/// not apply (`written` side's owner is not the run's role, nothing to copy, ...).
+/// `$1` config id. Returns the statement and the side it writes.
+pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Side)> {
+    let copies = cfg.shape.mapping.column_copies(|s, t| {
+        let (st, tt) = (cfg.source.column_type(s), cfg.target.column_type(t));
+        st.is_some() && st == tt
+    })?;
+    if copies.is_empty() || copies.len() > 50 {
+        return None;
+    }
+    let empty = |e: &crate::capture::endpoints::Endpoint| {
+        db::one::<bool>(
+            &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", e.table),
+            &[],
+        )
+        .unwrap_or(false)
+    };
+    let (source_empty, target_empty) = (empty(&cfg.source), empty(&cfg.target));
+    let written = match (source_empty, target_empty) {
+        (false, true) if cfg.direction.to_target() => Side::Target,
+        (true, false) if cfg.direction.to_source() => Side::Source,
+        _ => return None,
+    };
+    let (read, write) = match written {
+        Side::Target => (&cfg.source, &cfg.target),
+        Side::Source => (&cfg.target, &cfg.source),
+    };
+    // one statement reads one table and writes the other and the links: only as the
+    // role that owns the written table (see `copy_sql`)
+    if write.owner != security::current_user() {
+        return None;
+    }
+    let q = quote_ident;
+    let lit = quote_literal;
+    // (base field = target column, column read, column written)
+    let cols: Vec<(&str, &str, &str)> = copies
+        .iter()
+        .map(|(s, t)| match written {
+            Side::Target => (t.as_str(), s.as_str(), t.as_str()),
+            Side::Source => (t.as_str(), t.as_str(), s.as_str()),
+        })
+        .collect();
+    let base = format!(
+        "jsonb_build_object({})",
+        cols.iter()
+            .map(|c| format!("{}, r.{}", lit(c.0), q(c.1)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let new_key = match &write.key_default {
+        Some(expr) => format!("format('%s', {expr})"),
+        None => "format('%s', r.{rk})".replace("{rk}", &q(&read.key_column)),
+    };
+    let (sid, tid) = match written {
+        Side::Target => ("c.rid", "c.wid"),
+        Side::Source => ("c.wid", "c.rid"),
+    };
+    Some((
+        format!(
+            "WITH c AS MATERIALIZED (
+                SELECT format('%s', r.{rk}) AS rid, {new_key} AS wid, {base} AS b, {vals}
+                  FROM {rt} r
+             ), w AS (
+                INSERT INTO {wt} ({wk}, {wcols}) {ovr}
+                SELECT (c.wid)::{wkt}, {cvals} FROM c
+             ), l AS (
+                INSERT INTO {schema}.sync_links (config_id, source_id, target_id, base, base_checksum)
+                SELECT $1, {sid}, {tid}, c.b, {checksum} FROM c
+             )
+             SELECT count(*) FROM c",
+            rk = q(&read.key_column),
+            rt = read.table,
+            wt = write.table,
+            wk = q(&write.key_column),
+            wkt = write.key_type,
+            vals = cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("r.{} AS v{i}", q(c.1)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            wcols = cols.iter().map(|c| q(c.2)).collect::<Vec<_>>().join(", "),
+            cvals = (0..cols.len())
+                .map(|i| format!("c.v{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ovr = if write.key_identity {
+                "OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            },
+            checksum = base_checksum_sql("c.b"),
+        ),
+        written,
+    ))
+}
+
+impl Run<'_> {
+    /// The first run of a config, when `initial_copy_sql` applies: copy every row to
+    /// the empty side in one statement (in a subtransaction). Returns how many pairs
+    /// were created, or None when the path does not apply or the statement failed (the
+    /// merge path then does the load, reporting any row's error itself).
+    /// Tables: both tables, sync_links.
+    pub(super) fn initial_copy(&mut self) -> Option<i64> {
+        let (sql, written) = initial_copy_sql(self.cfg, &self.schema)?;
+        let owner = match written {
+            Side::Target => self.cfg.target.owner,
+            Side::Source => self.cfg.source.owner,
+        };
+        let t0 = std::time::Instant::now();
+        let n = subxact::run_for_rows(|| {
+            security::as_table_owner(owner, || db::one::<i64>(&sql, &[self.cfg.id.into()]))
+        })
+        .unwrap_or_else(|e| {
+            debug1!(
+                "sync_engine: config {}: the initial copy failed ({}); the rows go through the merge",
+                self.cfg.id,
+                e.message
+            );
+            None
+        })?;
+        self.stats.synced += n;
+        self.stats.created += n;
+        self.stats.copied += n;
+        self.links_added(n as usize);
+        self.timing.apply += t0.elapsed().as_micros();
+        Some(n)
+    }
+}
