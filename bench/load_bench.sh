@@ -80,7 +80,10 @@ bash scripts/cluster.sh start "$BENCH_DIR" "$BENCH_PORT" \
     -c shared_preload_libraries=sync_engine -c sync_engine.database=postgres -c sync_engine.naptime=1 \
     -c track_commit_timestamp=on -c shared_buffers=256MB -c max_wal_size=4GB
 sql() { bash scripts/cluster.sh psql "$BENCH_DIR" "$BENCH_PORT" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
-create_extension_private sql "$BENCH_DIR"
+# the library is preloaded (the worker), so every backend has $libdir/sync_engine.so
+# mapped: a private copy (create_extension_private) would be a second copy in the same
+# process, as notify_bench.sh explains for itself
+sql -c "CREATE EXTENSION sync_engine"
 build=$(release_build sql)
 bench_header load_bench "$build" "DURATION=$DURATION CLIENTS=$CLIENTS RATE=$RATE ROWS=$ROWS WARMUP=$WARMUP"
 
