@@ -82,7 +82,7 @@ bash scripts/cluster.sh start "$BENCH_DIR" "$BENCH_PORT" \
 sql() { bash scripts/cluster.sh psql "$BENCH_DIR" "$BENCH_PORT" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 # the library is preloaded (the worker), so every backend has $libdir/sync_engine.so
 # mapped: a private copy (create_extension_private) would be a second copy in the same
-# process, as notify_bench.sh explains for itself
+# process (notify_bench.sh, preloaded too, does the same)
 sql -c "CREATE EXTENSION sync_engine"
 build=$(release_build sql)
 bench_header load_bench "$build" "DURATION=$DURATION CLIENTS=$CLIENTS RATE=$RATE ROWS=$ROWS WARMUP=$WARMUP"
