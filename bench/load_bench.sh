@@ -182,7 +182,7 @@ CREATE TEMP TABLE pairs AS
 CREATE FUNCTION pg_temp.problems(cfg text, s regclass, t regclass) RETURNS TABLE (lost bigint, dup bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
-    id bigint := (SELECT c.id FROM sync_configs c WHERE c.name = cfg);
+    cfg_id bigint := (SELECT c.id FROM sync_configs c WHERE c.name = cfg);
     born_and_inserted bigint;
     rs bigint; rt bigint; unlinked bigint; dangling bigint; differ bigint; twice_s bigint; twice_t bigint;
 BEGIN
@@ -193,19 +193,19 @@ BEGIN
     EXECUTE format('SELECT count(*) FROM %s', t) INTO rt;
     EXECUTE format('SELECT (SELECT count(*) FROM %1$s x WHERE NOT EXISTS (SELECT FROM sync_links l WHERE l.config_id = %3$s AND l.source_id = x.id::text))
                          + (SELECT count(*) FROM %2$s y WHERE NOT EXISTS (SELECT FROM sync_links l WHERE l.config_id = %3$s AND l.target_id = y.id::text))',
-                   s, t, id) INTO unlinked;
+                   s, t, cfg_id) INTO unlinked;
     EXECUTE format('SELECT count(*) FROM sync_links l WHERE l.config_id = %3$s
                        AND (NOT EXISTS (SELECT FROM %1$s x WHERE x.id::text = l.source_id)
-                            OR NOT EXISTS (SELECT FROM %2$s y WHERE y.id::text = l.target_id))', s, t, id) INTO dangling;
+                            OR NOT EXISTS (SELECT FROM %2$s y WHERE y.id::text = l.target_id))', s, t, cfg_id) INTO dangling;
     EXECUTE format('SELECT count(*) FROM sync_links l JOIN %1$s x ON x.id::text = l.source_id JOIN %2$s y ON y.id::text = l.target_id
-                     WHERE l.config_id = %3$s AND (x.v, x.born) IS DISTINCT FROM (y.v, y.born)', s, t, id) INTO differ;
+                     WHERE l.config_id = %3$s AND (x.v, x.born) IS DISTINCT FROM (y.v, y.born)', s, t, cfg_id) INTO differ;
     EXECUTE format('SELECT count(*) - count(DISTINCT v) FROM %s', s) INTO twice_s;
     EXECUTE format('SELECT count(*) - count(DISTINCT v) FROM %s', t) INTO twice_t;
     lost := unlinked + dangling + differ + greatest(born_and_inserted - rs, 0) + greatest(born_and_inserted - rt, 0);
     dup := greatest(rs - born_and_inserted, 0) + greatest(rt - born_and_inserted, 0) + twice_s + twice_t
          + (SELECT coalesce(sum(n - 1), 0) FROM (
               SELECT count(*) AS n FROM change_log l
-               WHERE l.entity_type = cfg AND l.origin = 'sync_engine:config:' || id
+               WHERE l.entity_type = cfg AND l.origin = 'sync_engine:config:' || cfg_id
                GROUP BY l.system, l.fields->'v'->>'new' HAVING count(*) > 1) d);
     RAISE NOTICE '%: rows % / % (expected %), unlinked %, dangling links %, differing %, tokens twice % / %',
                  cfg, rs, rt, born_and_inserted, unlinked, dangling, differ, twice_s, twice_t;
