@@ -14,6 +14,11 @@
 #                              INSERT it again (version + 1); each client works on its own
 #                              keys, so no transaction waits for another    target >= 0.80
 # value = median(sync tps) / median(plain tps).
+#   capture_bulk_update_ratio  contacts table: one UPDATE of all BULK_ROWS rows (score, a numeric
+#                              column, + version), registered vs unregistered copy; BULK_ROUNDS
+#                              rounds in ABBA order, each UPDATE timed with its commit after a
+#                              VACUUM and CHECKPOINT                        target <= 1.5
+#                              value = median(sync ms) / median(plain ms)
 # Plus, for the single-row UPDATE, the mixed figure (capture_single_row_mixed_ratio,
 # target >= 0.80): MIXED_ROUNDS pgbench runs with both scripts (weight 1 each); ratio =
 # plain latency / sync latency. Both tables see the same moments of the machine, so drift
@@ -28,6 +33,7 @@
 #   DURATION=20  seconds per pgbench run        ROUNDS=4   rounds per workload
 #   CLIENTS=2    pgbench clients and threads    ROWS=100000 rows per table
 #   MIXED_ROUNDS=5  runs of the mixed measurement (0 = skip it)
+#   BULK_ROWS=100000 rows of the bulk-UPDATE tables   BULK_ROUNDS=5 its rounds (0 = skip it)
 #   BENCH_DIR=/var/tmp/sync_engine_bench BENCH_PORT=55433
 #   SKIP_INSTALL=1  do not rebuild/install the extension first (it must be a release build)
 #   STRICT=1     exit 1 when a target is missed
@@ -44,11 +50,16 @@ ROUNDS=${ROUNDS:-4}
 CLIENTS=${CLIENTS:-2}
 ROWS=${ROWS:-100000}
 MIXED_ROUNDS=${MIXED_ROUNDS:-5}
+BULK_ROWS=${BULK_ROWS:-100000}
+BULK_ROUNDS=${BULK_ROUNDS:-5}
+BULK_TARGET=1.5
 TARGET=0.80
 BENCH_DIR=${BENCH_DIR:-/var/tmp/sync_engine_bench}
 BENCH_PORT=${BENCH_PORT:-55433}
-[[ $MIXED_ROUNDS =~ ^[0-9]+$ ]] || die "MIXED_ROUNDS must be a non-negative integer (got '$MIXED_ROUNDS')"
-for v in DURATION ROUNDS CLIENTS ROWS; do
+for v in MIXED_ROUNDS BULK_ROUNDS; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
+done
+for v in DURATION ROUNDS CLIENTS ROWS BULK_ROWS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 ((ROWS % CLIENTS == 0)) || die "ROWS ($ROWS) must be a multiple of CLIENTS ($CLIENTS)"
@@ -78,9 +89,10 @@ sql() { bash scripts/cluster.sh psql "$BENCH_DIR" "$BENCH_PORT" -X -q -v ON_ERRO
 # .so must not crash the benchmark's backends)
 create_extension_private sql "$BENCH_DIR"
 build=$(release_build sql)
-bench_header capture_bench "$build" "DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=$CLIENTS ROWS=$ROWS MIXED_ROUNDS=$MIXED_ROUNDS"
+bench_header capture_bench "$build" "DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=$CLIENTS ROWS=$ROWS MIXED_ROUNDS=$MIXED_ROUNDS BULK_ROWS=$BULK_ROWS BULK_ROUNDS=$BULK_ROUNDS"
 
-# contacts_ddl NAME: the 14-column contacts table of the text and insert/delete workloads
+# contacts_ddl NAME [N]: the 14-column contacts table of the text, insert/delete and bulk
+# workloads, with N rows (default ROWS)
 contacts_ddl() {
     cat <<SQL
 CREATE TABLE $1 (id int PRIMARY KEY, first_name text, last_name text, email text, phone text,
@@ -90,16 +102,20 @@ INSERT INTO $1 SELECT g, 'first' || g, 'last' || g, 'user' || g || '@example.com
   '+1-555-' || lpad(g::text, 7, '0'), 'company ' || (g % 1000), 'city ' || (g % 500),
   'notes about contact ' || g, (g % 10000) / 100.0, now() - make_interval(days => g % 1000),
   now(), jsonb_build_object('source', 'import', 'tier', g % 3), g % 2 = 0, 0
-  FROM generate_series(0, $ROWS - 1) g;
+  FROM generate_series(0, ${2:-$ROWS} - 1) g;
 SQL
 }
-say "loading 3 pairs of tables ($ROWS rows each)"
+say "loading 3 pairs of tables ($ROWS rows each)$( ((BULK_ROUNDS == 0)) || echo " and the bulk pair ($BULK_ROWS rows)")"
 {
     for t in acc_plain acc_sync; do
         echo "CREATE TABLE $t (aid int PRIMARY KEY, bid int, abalance int, filler char(84), version int NOT NULL DEFAULT 0);"
         echo "INSERT INTO $t SELECT g, g / 100000 + 1, 0, '', 0 FROM generate_series(0, $ROWS - 1) g;"
     done
     for t in ct_plain ct_sync cd_plain cd_sync; do contacts_ddl "$t"; done
+    if ((BULK_ROUNDS > 0)); then
+        for t in bk_plain bk_sync; do contacts_ddl "$t" "$BULK_ROWS"; done
+        echo "SELECT sync_register_table('bench', 'bulk', 'bk_sync') \\g /dev/null"
+    fi
     echo "SELECT sync_register_table('bench', 'acc', 'acc_sync') \\g /dev/null"
     echo "SELECT sync_register_table('bench', 'contacts', 'ct_sync') \\g /dev/null"
     echo "SELECT sync_register_table('bench', 'churn', 'cd_sync') \\g /dev/null"
@@ -207,6 +223,52 @@ for ((r = 1; r <= MIXED_ROUNDS; r++)); do
     echo "${mixed_lines[-1]}"
 done
 
+# bulk: one UPDATE of every row of bk_plain / bk_sync per run, timed with its commit by the
+# server clock (two statements in one session around it)
+bulk_ms() { # TABLE -> ms
+    sql -c "VACUUM ANALYZE $1" -c "CHECKPOINT"
+    sql <<SQL | awk 'NR == 1 { a = $1 } NR == 2 { printf "%.1f", ($1 - a) * 1000 }'
+SELECT extract(epoch FROM clock_timestamp());
+UPDATE $1 SET score = score + 1, version = version + 1;
+SELECT extract(epoch FROM clock_timestamp());
+SQL
+}
+bulk_plain=() bulk_sync=() bulk_ratios=() bulk_lines=()
+if ((BULK_ROUNDS > 0)); then
+    say "bulk: UPDATE all $BULK_ROWS rows (score + version) of the 14-column table; $BULK_ROUNDS rounds (ABBA order)"
+fi
+for ((r = 1; r <= BULK_ROUNDS; r++)); do
+    order=(plain sync)
+    ((r % 2 == 1)) || order=(sync plain)
+    for side in "${order[@]}"; do
+        ms=$(bulk_ms "bk_$side")
+        if [[ $side == plain ]]; then p=$ms; else s=$ms; fi
+    done
+    bulk_plain+=("$p") bulk_sync+=("$s") bulk_ratios+=("$(div "$s" "$p")")
+    bulk_lines+=("$(printf '    %-6s %-11s %12.1f %12.1f %10s' "$r" "${order[0]} first" "$p" "$s" "${bulk_ratios[-1]}")")
+    echo "${bulk_lines[-1]}"
+done
+
+# where the bulk time goes: the last round's records written again as one bare INSERT ..
+# SELECT into a copy of change_log (same columns and index), after a VACUUM and CHECKPOINT
+bulk_write_ms=""
+if ((BULK_ROUNDS > 0)); then
+    sql <<SQL
+CREATE TABLE bk_records AS SELECT * FROM change_log WHERE system = 'bench' AND entity_type = 'bulk'
+  ORDER BY id DESC LIMIT $BULK_ROWS;
+CREATE TABLE bk_log_copy (LIKE change_log INCLUDING ALL);
+VACUUM ANALYZE bk_records;
+CHECKPOINT;
+SQL
+    bulk_write_ms=$(sql <<SQL | awk 'NR == 1 { a = $1 } NR == 2 { printf "%.1f", ($1 - a) * 1000 }'
+SELECT extract(epoch FROM clock_timestamp());
+INSERT INTO bk_log_copy SELECT * FROM bk_records;
+SELECT extract(epoch FROM clock_timestamp());
+SQL
+    )
+    sql -c "DROP TABLE bk_records, bk_log_copy"
+fi
+
 # exactly-once check, per row of each registered table (see the header)
 check_updates() { # TABLE KEY ENTITY_TYPE -> rows whose change records do not match
     sql <<SQL
@@ -240,6 +302,11 @@ SQL
 bad_single=$(check_updates acc_sync aid acc)
 bad_text=$(check_updates ct_sync id contacts)
 bad_churn=$(check_churn)
+bad_bulk=0 n_bulk=0
+if ((BULK_ROUNDS > 0)); then
+    bad_bulk=$(check_updates bk_sync id bulk)
+    n_bulk=$(sql -c "SELECT sum(version) FROM bk_sync")
+fi
 counts=$(sql -F ' ' -c "SELECT (SELECT sum(version) FROM acc_sync), (SELECT sum(version) FROM ct_sync),
     (SELECT sum(version) FROM cd_sync), (SELECT count(*) FROM change_log WHERE system = 'bench')")
 read -r n_single n_text n_churn n_log <<<"$counts"
@@ -258,17 +325,34 @@ if ((MIXED_ROUNDS > 0)); then
     printf '%s\n' "${mixed_lines[@]}"
     echo "    ratio = median = $(median "${mixed[@]}")"
 fi
+if ((BULK_ROUNDS > 0)); then
+    echo "  bulk: UPDATE of all $BULK_ROWS rows, SET score = score + 1, version = version + 1 (14-column table)"
+    printf '    %-6s %-11s %12s %12s %10s\n' round order "plain ms" "sync ms" "sync/plain"
+    printf '%s\n' "${bulk_lines[@]}"
+    bulk_ratio=$(div "$(median "${bulk_sync[@]}")" "$(median "${bulk_plain[@]}")")
+    printf '    %-6s %-11s %12s %12s %10s   (median of the rounds %s)\n' median "" "$(median "${bulk_plain[@]}")" \
+        "$(median "${bulk_sync[@]}")" "$bulk_ratio" "$(median "${bulk_ratios[@]}")"
+    echo "    ratio = median(sync ms) / median(plain ms) = $bulk_ratio"
+    echo "    where the time goes: writing the $BULK_ROWS records alone (a bare INSERT .. SELECT of them into a"
+    echo "    copy of change_log) takes $bulk_write_ms ms, so one change_log row per changed row costs at least"
+    echo "    (plain + that) / plain = $(div "$(awk -v a="$(median "${bulk_plain[@]}")" -v b="$bulk_write_ms" 'BEGIN { print a + b }')" "$(median "${bulk_plain[@]}")");"
+    echo "    the rest is the trigger's (output functions, the record's jsonb and checksum, the AFTER trigger queue)"
+fi
 echo "  exactly-once check: $n_single committed single-row updates, $n_text text updates, $n_churn delete+insert"
-echo "    transactions on the registered tables; $n_log change records in all. Rows whose records do not"
-echo "    match their version: single $bad_single, text $bad_text, insert/delete $bad_churn"
+echo "    transactions, $n_bulk bulk row updates on the registered tables; $n_log change records in all."
+echo "    Rows whose records do not match their version: single $bad_single, text $bad_text,"
+echo "    insert/delete $bad_churn, bulk $bad_bulk"
 for w in "${workloads[@]}"; do
     result "${fig_name[$w]}" "${fig_ratio[$w]}" ">=" "$TARGET"
 done
 if ((MIXED_ROUNDS > 0)); then
     result capture_single_row_mixed_ratio "$(median "${mixed[@]}")" ">=" "$TARGET"
 fi
-((bad_single == 0 && bad_text == 0 && bad_churn == 0)) ||
-    die "exactly-once check failed: $bad_single + $bad_text + $bad_churn rows whose change records do not match their committed changes"
+if ((BULK_ROUNDS > 0)); then
+    result capture_bulk_update_ratio "$bulk_ratio" "<=" "$BULK_TARGET"
+fi
+((bad_single == 0 && bad_text == 0 && bad_churn == 0 && bad_bulk == 0)) ||
+    die "exactly-once check failed: $bad_single + $bad_text + $bad_churn + $bad_bulk rows whose change records do not match their committed changes"
 ((n_single > 0 && n_text > 0 && n_churn > 0)) || die "a workload committed nothing on its registered table"
 if [[ ${STRICT:-0} == 1 ]] && ((RESULT_MISSED)); then
     exit 1

@@ -8,7 +8,7 @@
 #   QUICK=1 bash bench/report.sh              small sizes, a few minutes in all (below); the
 #                                             report says it is a QUICK run
 #   ONLY="capture offline" bash bench/report.sh   just these benches (names: offline notify
-#                                             capture sync); the other benches' sections are
+#                                             capture sync load); the other benches' sections are
 #                                             kept as they are in the existing BENCHMARKS.md
 #   SKIP_INSTALL=1   do not build and install the release build first
 #   NO_LOCK=1        the caller already holds /tmp/sync_engine_pgtest.lock (otherwise each
@@ -17,8 +17,9 @@
 #                    PORT_BASE + i, in DIR_PREFIX<name>
 #
 # QUICK sizes: offline ROWS=2000 BACKLOG=20000; notify EVENTS=2000 ROUNDS=5;
-# capture DURATION=5 ROUNDS=2 ROWS=10000 MIXED_ROUNDS=1;
-# sync ROWS=10000 ROUNDS1=3 SMALL=1000 BIG=20000 REPEATS=5.
+# capture DURATION=5 ROUNDS=2 ROWS=10000 MIXED_ROUNDS=1 BULK_ROUNDS=3;
+# sync ROWS=10000 ROUNDS1=3 SMALL=1000 BIG=20000 REPEATS=5 LOAD_ROWS=20000 LOAD_ROUNDS=3;
+# load DURATION=30 WARMUP=8.
 # Exit status: 1 if a bench failed (its section then says so, with the end of its stderr);
 # missed targets are not failures here (they are in the table).
 set -euo pipefail
@@ -30,12 +31,13 @@ LOCK=/tmp/sync_engine_pgtest.lock
 REPORT=$REPO_ROOT/BENCHMARKS.md
 PORT_BASE=${PORT_BASE:-56500}
 DIR_PREFIX=${DIR_PREFIX:-/var/tmp/se_bench_}
-BENCHES=(offline notify capture sync)
+BENCHES=(offline notify capture sync load)
 declare -A SCRIPT=([offline]=bench/offline_bench.sh [notify]=bench/notify_bench.sh
-    [capture]=bench/capture_bench.sh [sync]=bench/sync_bench.sh)
+    [capture]=bench/capture_bench.sh [sync]=bench/sync_bench.sh [load]=bench/load_bench.sh)
 declare -A QUICK_SIZES=([offline]="ROWS=2000 BACKLOG=20000" [notify]="EVENTS=2000 ROUNDS=5"
-    [capture]="DURATION=5 ROUNDS=2 ROWS=10000 MIXED_ROUNDS=1"
-    [sync]="ROWS=10000 ROUNDS1=3 SMALL=1000 BIG=20000 REPEATS=5")
+    [capture]="DURATION=5 ROUNDS=2 ROWS=10000 MIXED_ROUNDS=1 BULK_ROUNDS=3"
+    [sync]="ROWS=10000 ROUNDS1=3 SMALL=1000 BIG=20000 REPEATS=5 LOAD_ROWS=20000 LOAD_ROUNDS=3"
+    [load]="DURATION=30 WARMUP=8")
 [[ $PORT_BASE =~ ^[0-9]+$ ]] || die "PORT_BASE must be a port number (got '$PORT_BASE')"
 
 run=()
@@ -141,6 +143,19 @@ hdr() { awk -v k="$1:" '$1 == k { $1 = ""; sub(/^ +/, ""); print; exit }' "$out/
         echo "replication). Run \`bash bench/report.sh\` for figures to hold against the targets."
         echo
     fi
+    echo "Figure 6 of sync_bench (\`fig6_end_to_end_vs_bucardo\`) compares sync_engine with a real peer,"
+    echo "Bucardo 5.6 (a trigger-based multi-source sync), on the same UPDATE. They differ in what they"
+    echo "do with a row changed on both sides before a sync (a conflict):"
+    echo
+    echo "- **Bucardo** (\`conflict_strategy = bucardo_latest\`): latest wins, per table, by"
+    echo "  transaction start time: the row of the database whose transaction began last is copied"
+    echo "  whole over the other; the losing values are kept nowhere."
+    echo "- **sync_engine**: a per-field three-way merge against the link's base: fields changed on"
+    echo "  one side only are all kept; a field changed on both sides is decided by the config's"
+    echo "  strategy (\`latest_wins\` by the change times, \`source_wins\`, \`target_wins\`, or"
+    echo "  \`manual\`), and the losing value is kept in \`sync_conflicts\` (resolvable later with"
+    echo "  \`sync_resolve_conflict\`)."
+    echo
     echo "- machine: $(hdr machine)"
     echo "- date: $(hdr date) (benches run now: ${run[*]}$(
         ((${#run[@]} == ${#BENCHES[@]})) || echo "; the other sections are from earlier runs, each with its own Run line"))"

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# sync_execute cost: three figures, each against a baseline measured in the same run, in a
+# sync_execute cost: six figures, each against a baseline measured in the same run, in a
 # throwaway PostgreSQL 15 (127.0.0.1:$BENCH_PORT, data in $BENCH_DIR).
 #
-# Two config pairs ("variants") take part in figures 1 and 2:
-#   identity  contacts (id, name, email, phone, score) -> the same table: a NULL mapping, so
-#             every changed pair goes through the column-copy statement
-#   mapped    the README's example: people (id, full_name, email, phone, score) ->
-#             (id, firstname, lastname, email, phone), full_name split into firstname and
-#             lastname, email lowercased, phone copied: every changed pair goes through the
-#             merge (the bench checks the run result's `copied` is 0)
+# Two config pairs ("variants") take part in figures 1 and 2, each table 13 columns wide
+# (the synced ones below, plus company, city, notes: text; amount: numeric; created_at,
+# updated_at: timestamptz; attrs: jsonb; active: boolean):
+#   identity  contacts (id, name, email, phone, score, ...) -> the same table: a NULL
+#             mapping, so every changed pair goes through the column-copy statement
+#   mapped    the README's example: people (id, full_name, email, phone, score, ...) ->
+#             (id, firstname, lastname, email, phone, ...), full_name split into firstname
+#             and lastname, email lowercased, phone and the 8 other columns copied: every
+#             changed pair goes through the merge (the bench checks the run result's
+#             `copied` is 0)
 #
 #   1. throughput: an UPDATE of all ROWS rows, then bring the other side up to date, vs native
 #      logical replication (publication + subscription between two databases of the same
@@ -27,6 +30,16 @@
 #      identity big source updated); peak private memory of its backend (RssAnon, sampled
 #      every 50 ms), next to a backend that ran count(*) over the same table.
 #        fig3_backlog_peak_private_mb                                            target < 256
+#   4. initial load: LOAD_ROWS rows into an empty target, sync_execute's first run vs a
+#      native subscription's initial table copy (copy_data = true; CREATE SUBSCRIPTION ->
+#      the table's state 'r') of a table of the same shape, LOAD_ROUNDS alternating rounds
+#        fig4_initial_load_vs_copy_data            median of the rounds' ratios  target <= 3.0
+#   5. match_on load: two populated LOAD_ROWS-row tables (same contacts, other keys) linked
+#      on an indexed email column by sync_execute's first run: printed in rows/s (no figure)
+#   6. a real peer, Bucardo 5.6 (installed with apt when missing), on a cluster of its own:
+#      a bidirectional sync of an UPDATE of all ROWS rows, UPDATE start -> arrived on the
+#      other database, vs sync_engine's end to end on figure 1's identity pair
+#        fig6_end_to_end_vs_bucardo                median / median               target <= 0.5
 #   The initial loads' rates (rows/s) are printed as plain lines, not figures.
 #
 #   ROWS=100000      rows for figure 1           SMALL=10000 / BIG=1000000  figure 2 and 3 sizes
@@ -36,7 +49,11 @@
 #                    more, BIG is reduced to what fits (the output says so)
 #   BENCH_DIR=/var/tmp/sync_engine_syncbench BENCH_PORT=55434
 #   SKIP_INSTALL=1   do not rebuild/install the extension first (it must be a release build)
-#   ONLY1=1          figure 1 only
+#   ONLY1=1          figure 1 only             ONLY16=1  figures 1 and 6 only
+#   LOAD_ROWS=1000000 LOAD_ROUNDS=3  rows and rounds of figure 4 (and the rows of figure 5)
+#   LOAD_LIMIT3=900  seconds a figure 4 or 5 load may take
+#   BUCARDO=1        figure 6 (0 = skip it)  ROUNDS6=3  its rounds
+#   BUCARDO_DIR=${BENCH_DIR}_bucardo BUCARDO_PORT=BENCH_PORT+50  Bucardo's cluster
 #   STRICT=1         exit 1 when a target is missed
 #   RAW=1            print every sync_execute result (jsonb) at the end
 #
@@ -55,10 +72,17 @@ CHANGES=${CHANGES:-15}
 REPEATS=${REPEATS:-15}
 ROUNDS1=${ROUNDS1:-3}
 LOAD_LIMIT=${LOAD_LIMIT:-180}
+LOAD_ROWS=${LOAD_ROWS:-1000000}
+LOAD_ROUNDS=${LOAD_ROUNDS:-3}
+LOAD_LIMIT3=${LOAD_LIMIT3:-900}
+BUCARDO=${BUCARDO:-1}
+ROUNDS6=${ROUNDS6:-3}
+BUCARDO_DIR=${BUCARDO_DIR:-${BENCH_DIR:-/var/tmp/sync_engine_syncbench}_bucardo}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/sync_engine_syncbench}
 BENCH_PORT=${BENCH_PORT:-55434}
 MEM_TARGET_MB=256
-for v in ROWS SMALL BIG CHANGES REPEATS ROUNDS1 LOAD_LIMIT; do
+BUCARDO_PORT=${BUCARDO_PORT:-$((BENCH_PORT + 50))}
+for v in ROWS SMALL BIG CHANGES REPEATS ROUNDS1 LOAD_LIMIT LOAD_ROWS LOAD_ROUNDS LOAD_LIMIT3 ROUNDS6; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 ((CHANGES <= SMALL)) || die "CHANGES ($CHANGES) must not exceed SMALL ($SMALL)"
@@ -77,9 +101,14 @@ bg_pids=()
 cleanup() {
     local p
     for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    ((bucardo_started)) && bucardo_stop
     bash scripts/cluster.sh stop "$BENCH_DIR" >/dev/null || true
-    rm -rf -- "$work"
+    bash scripts/cluster.sh stop "$BUCARDO_DIR" >/dev/null 2>&1 || true
+    rm -rf -- "$work" "$bucardo_run"
 }
+bucardo_started=0
+# Bucardo's pid directory (Bucardo lowercases the path it is given: keep it lowercase)
+bucardo_run=/var/tmp/se_bucardo_run_$BUCARDO_PORT
 trap cleanup EXIT
 # forget_pid PID: a background job that was waited for is not killed at exit (its pid
 # may belong to another process by then)
@@ -91,7 +120,8 @@ forget_pid() {
 
 bash scripts/cluster.sh start "$BENCH_DIR" "$BENCH_PORT" \
     -c synchronous_commit=off -c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=30min \
-    -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 >/dev/null
+    -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 \
+    -c wal_retrieve_retry_interval=200ms >/dev/null
 
 # sql [psql args...]: psql as postgres (database postgres unless -d), quiet, unaligned
 sql() { bash scripts/cluster.sh psql "$BENCH_DIR" "$BENCH_PORT" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
@@ -102,7 +132,7 @@ lib_info="$(stat -c '%y, %s bytes' "$lib_so")"
 create_extension_private sql "$BENCH_DIR"
 build=$(release_build sql)
 bench_header sync_bench "$build (library $lib_so, $lib_info)" \
-    "ROWS=$ROWS ROUNDS1=$ROUNDS1 SMALL=$SMALL BIG=$BIG CHANGES=$CHANGES REPEATS=$REPEATS LOAD_LIMIT=$LOAD_LIMIT"
+    "ROWS=$ROWS ROUNDS1=$ROUNDS1 SMALL=$SMALL BIG=$BIG CHANGES=$CHANGES REPEATS=$REPEATS LOAD_LIMIT=$LOAD_LIMIT LOAD_ROWS=$LOAD_ROWS LOAD_ROUNDS=$LOAD_ROUNDS BUCARDO=$BUCARDO ROUNDS6=$ROUNDS6"
 ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "inf" }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -110,21 +140,36 @@ jget() { sed -E "s/.*\"$2\": *([^,}]*).*/\\1/" <<<"$1"; }
 
 
 VARIANTS=(identity mapped)
-# the README's mapping ("Quick start"), the mapped variant's config
+# the README's mapping ("Quick start"), the mapped variant's config, plus the other contact
+# columns copied as they are
 MAPPING='[{"source": "full_name", "target": ["firstname", "lastname"], "transform": "split"},
   {"source": "email", "target": "email", "transform": "lowercase"},
-  {"source": "phone", "target": "phone"}]'
+  {"source": "phone", "target": "phone"}, {"source": "company", "target": "company"},
+  {"source": "city", "target": "city"}, {"source": "notes", "target": "notes"},
+  {"source": "amount", "target": "amount"}, {"source": "created_at", "target": "created_at"},
+  {"source": "updated_at", "target": "updated_at"}, {"source": "attrs", "target": "attrs"},
+  {"source": "active", "target": "active"}]'
 
-# source_ddl VARIANT TABLE N: the source-shaped table TABLE of VARIANT with N rows (0 =
-# empty); replication's publisher and subscriber tables have this shape too
+# The contact columns beyond the synced ones (8 of mixed types: text, numeric, timestamptz,
+# jsonb, boolean), so every table has the 13 columns of a real contacts table; their values
+# for row g. Fixed times: the replication and sync_engine tables hold the same values.
+EXTRA_COLS="company text, city text, notes text, amount numeric(10, 2), created_at timestamptz,
+  updated_at timestamptz, attrs jsonb, active boolean"
+EXTRA_VALS="'company ' || (g % 1000), 'city ' || (g % 500), 'notes about contact ' || g,
+  (g % 10000) / 100.0, timestamptz '2026-01-01 00:00:00+00' - make_interval(days => g % 1000),
+  timestamptz '2026-01-01 00:00:00+00', jsonb_build_object('source', 'import', 'tier', g % 3), g % 2 = 0"
+# source_ddl VARIANT TABLE N [FIRST]: the source-shaped table TABLE of VARIANT with N rows
+# (0 = empty) of ids FIRST.. (default 1); replication's publisher and subscriber tables, and
+# Bucardo's, have this shape too
 source_ddl() {
-    local v=$1 t=$2 n=$3
+    local v=$1 t=$2 n=$3 first=${4:-1}
+    local rows="FROM generate_series($first, $first + $n - 1) g"
     if [[ $v == identity ]]; then
-        echo "CREATE TABLE $t (id int PRIMARY KEY, name text, email text, phone text, score int);"
-        ((n == 0)) || echo "INSERT INTO $t SELECT g, 'name ' || g, 'user' || g || '@example.com', '+1-555-' || lpad((g % 10000000)::text, 7, '0'), g % 100 FROM generate_series(1, $n) g;"
+        echo "CREATE TABLE $t (id int PRIMARY KEY, name text, email text, phone text, score int, $EXTRA_COLS);"
+        ((n == 0)) || echo "INSERT INTO $t SELECT g, 'name ' || g, 'user' || g || '@example.com', '+1-555-' || lpad((g % 10000000)::text, 7, '0'), g % 100, $EXTRA_VALS $rows;"
     else
-        echo "CREATE TABLE $t (id int PRIMARY KEY, full_name text, email text, phone text, score int);"
-        ((n == 0)) || echo "INSERT INTO $t SELECT g, 'First' || g || ' Last' || g, 'User' || g || '@Example.com', '+1-555-' || lpad((g % 10000000)::text, 7, '0'), g % 100 FROM generate_series(1, $n) g;"
+        echo "CREATE TABLE $t (id int PRIMARY KEY, full_name text, email text, phone text, score int, $EXTRA_COLS);"
+        ((n == 0)) || echo "INSERT INTO $t SELECT g, 'First' || g || ' Last' || g, 'User' || g || '@Example.com', '+1-555-' || lpad((g % 10000000)::text, 7, '0'), g % 100, $EXTRA_VALS $rows;"
     fi
 }
 # target_ddl VARIANT TABLE: the (empty) target table of VARIANT
@@ -132,7 +177,7 @@ target_ddl() {
     if [[ $1 == identity ]]; then
         source_ddl identity "$2" 0
     else
-        echo "CREATE TABLE $2 (id int PRIMARY KEY, firstname text, lastname text, email text, phone text);"
+        echo "CREATE TABLE $2 (id int PRIMARY KEY, firstname text, lastname text, email text, phone text, $EXTRA_COLS);"
     fi
 }
 # make_pair VARIANT NAME N -> the config id of a new pair src.NAME (N rows) -> dst.NAME
@@ -229,6 +274,153 @@ sync_checked() {
     errs=$(jget "$res" errors)
     [[ $errs == 0 ]] || die "$1: sync_execute reported $errs error(s): ${res#* * } (see sync_errors)"
     echo "$res"
+}
+
+# ---------------------------------------------------------------------------------------
+# 6. (run last, defined here) Bucardo, a trigger-based multi-source sync, on a cluster of
+# its own (127.0.0.1:$BUCARDO_PORT, data in $BUCARDO_DIR): databases buc_a and buc_b hold
+# the identity contacts table (ROWS rows, 13 columns), one bidirectional sync (both
+# databases sources, conflict_strategy bucardo_latest, autokick). Per round, in
+# alternating order: the UPDATE of every row on one database (buc_a in odd rounds, buc_b
+# in even ones), timed from its start to its arrival on the other (polled every 20 ms);
+# and sync_engine's end to end on figure 1's identity pair (source UPDATE with capture,
+# then sync_execute). fig6_end_to_end_vs_bucardo = median(sync_engine) / median(Bucardo).
+# ---------------------------------------------------------------------------------------
+bucardo_cli() {
+    bucardo --dbhost 127.0.0.1 --dbport "$BUCARDO_PORT" --dbuser bucardo --dbname bucardo --quiet "$@"
+}
+# bucardo_stop: stop the daemons started by this bench (its pid files), waiting for them
+bucardo_stop() {
+    local f p i
+    bucardo_cli stop >/dev/null 2>&1 || true
+    for ((i = 0; i < 100; i++)); do
+        p=""
+        for f in "$bucardo_run"/*.pid; do
+            # a daemon removes its pid file as it exits
+            p=$(cat "$f" 2>/dev/null) || continue
+            kill -0 "$p" 2>/dev/null && break
+            p=""
+        done
+        [[ -n $p ]] || break
+        sleep 0.1
+    done
+    bucardo_started=0
+}
+bucardo_figure() {
+    local missing=() pkg
+    for pkg in bucardo libdbd-pg-perl postgresql-plperl-$PG_MAJOR; do
+        dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        say "figure 6: installing ${missing[*]} (apt)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+            die "could not install ${missing[*]}"
+    fi
+    say "figure 6: Bucardo $(bucardo --version 2>/dev/null | awk '{ print $NF; exit }') on 127.0.0.1:$BUCARDO_PORT, $ROWS rows"
+    bash scripts/cluster.sh start "$BUCARDO_DIR" "$BUCARDO_PORT" \
+        -c synchronous_commit=off -c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=30min >/dev/null
+    bsql() { bash scripts/cluster.sh psql "$BUCARDO_DIR" "$BUCARDO_PORT" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+    rm -rf -- "$bucardo_run"
+    install -d -m 0777 "$bucardo_run" "$work/bucardo" "$work/bucardo/log"
+    (cd "$work" && bucardo install --batch --dbhost 127.0.0.1 --dbport "$BUCARDO_PORT" --dbuser postgres \
+        --dbname postgres --pid-dir "$bucardo_run" >"$work/bucardo/install.log" 2>&1) ||
+        die "bucardo install failed: $(tail -n 5 "$work/bucardo/install.log")"
+    bsql -c "CREATE DATABASE buc_a" -c "CREATE DATABASE buc_b"
+    local db
+    for db in buc_a buc_b; do
+        { source_ddl identity contacts "$ROWS"; echo "VACUUM ANALYZE contacts;"; } | bsql -d "$db"
+        bsql -d "$db" <<SQL
+CREATE FUNCTION wait_applied(check_sql text, timeout_s float8) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+    ok boolean;
+BEGIN
+    LOOP
+        EXECUTE check_sql INTO ok;
+        IF ok THEN
+            RETURN extract(epoch FROM clock_timestamp());
+        END IF;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'Bucardo did not deliver the update within % s', timeout_s;
+        END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END \$\$;
+SQL
+    done
+    {
+        bucardo_cli add db A dbname=buc_a host=127.0.0.1 port="$BUCARDO_PORT" user=postgres &&
+            bucardo_cli add db B dbname=buc_b host=127.0.0.1 port="$BUCARDO_PORT" user=postgres &&
+            bucardo_cli add table public.contacts db=A relgroup=bench &&
+            bucardo_cli add sync bench relgroup=bench dbs=A:source,B:source conflict_strategy=bucardo_latest autokick=1 &&
+            bucardo_cli set log_level=terse
+    } >>"$work/bucardo/install.log" 2>&1 || die "bucardo setup failed: $(tail -n 5 "$work/bucardo/install.log")"
+    bucardo_started=1
+    (cd "$work" && bucardo_cli start --log-destination "$work/bucardo/log" "sync_bench" >>"$work/bucardo/install.log" 2>&1) ||
+        die "bucardo start failed: $(tail -n 5 "$work/bucardo/install.log")"
+    local i
+    for ((i = 0; ; i++)); do
+        bsql -d bucardo -c "SELECT 1 FROM bucardo.syncrun WHERE sync = 'bench' AND ended IS NOT NULL" 2>/dev/null | grep -q 1 && break
+        ((i < 600)) || die "Bucardo's sync did not come up in 60 s (log: $(tail -n 5 "$work/bucardo/log/log.bucardo"))"
+        sleep 0.1
+    done
+    local r from to t0 t1 t2 out n su w res
+    buc=() buc_upd=() buc_lag=() se=()
+    for ((r = 1; r <= ROUNDS6; r++)); do
+        from=buc_a to=buc_b
+        ((r % 2 == 1)) || { from=buc_b to=buc_a; }
+        local order=(bucardo sync_engine)
+        ((r % 2 == 1)) || order=(sync_engine bucardo)
+        for side in "${order[@]}"; do
+            if [[ $side == bucardo ]]; then
+                bsql -d buc_a -c "VACUUM ANALYZE contacts"
+                bsql -d buc_b -c "VACUUM ANALYZE contacts" -c "CHECKPOINT"
+                bsql -d "$to" -v "q=SELECT EXISTS (SELECT 1 FROM contacts WHERE id = $ROWS AND score = ($ROWS % 100) + $r)" \
+                    <<<"SELECT wait_applied(:'q', 600)" >"$work/buc_applied" &
+                waiter=$!
+                bg_pids+=("$waiter")
+                sleep 0.5
+                out=$(bsql -d "$from" <<SQL
+SELECT extract(epoch FROM clock_timestamp());
+UPDATE contacts SET score = score + 1;
+SELECT extract(epoch FROM clock_timestamp());
+SQL
+                )
+                read -r t0 t1 <<<"$(tr '\n' ' ' <<<"$out")"
+                wait "$waiter" || die "round $r: waiting for Bucardo's delivery to $to failed"
+                forget_pid "$waiter"
+                t2=$(cat "$work/buc_applied")
+                n=$(bsql -d "$to" -c "SELECT count(*) FROM contacts WHERE score = (id % 100) + $r")
+                ((n == ROWS)) || die "round $r: $to has $n of $ROWS rows updated by Bucardo"
+                buc+=("$(ms_between "$t0" "$t2")") buc_upd+=("$(ms_between "$t0" "$t1")") buc_lag+=("$(ms_between "$t1" "$t2")")
+            else
+                sql -c "VACUUM ANALYZE src.contacts" -c "VACUUM ANALYZE dst.contacts" -c "CHECKPOINT"
+                out=$(sql <<SQL
+SELECT extract(epoch FROM clock_timestamp());
+UPDATE src.contacts SET score = score + 1;
+SELECT extract(epoch FROM clock_timestamp());
+SQL
+                )
+                read -r t0 t1 <<<"$(tr '\n' ' ' <<<"$out")"
+                su=$(ms_between "$t0" "$t1")
+                out=$(sync_checked "bucardo-round-$r" "${cfg1[identity]}")
+                read -r _ w res <<<"$out"
+                [[ $(jget "$res" updated) == "$ROWS" ]] || die "round $r: sync_execute updated $(jget "$res" updated) rows, want $ROWS: $res"
+                se+=("$(awk -v a="$su" -v b="$w" 'BEGIN { printf "%.1f", a + b }')")
+            fi
+        done
+        printf '    round %d  Bucardo %s -> %s %10s ms (UPDATE %s ms, then %s ms to arrive)  sync_engine %10s ms\n' \
+            "$r" "$from" "$to" "${buc[-1]}" "${buc_upd[-1]}" "${buc_lag[-1]}" "${se[-1]}"
+    done
+    bucardo_stop
+    bash scripts/cluster.sh stop "$BUCARDO_DIR" >/dev/null
+    echo
+    echo "6. a real peer: Bucardo, bidirectional sync of an UPDATE of all $ROWS rows (13 columns); $ROUNDS6 rounds, medians"
+    printf '   %-46s %10s ms   (rounds %s)\n' "Bucardo: UPDATE start -> arrived on the other" "$(median "${buc[@]}")" "${buc[*]}"
+    printf '   %-46s %10s ms\n' "  of which the UPDATE with Bucardo's triggers" "$(median "${buc_upd[@]}")"
+    printf '   %-46s %10s ms\n' "  of which delivery after the commit" "$(median "${buc_lag[@]}")"
+    printf '   %-46s %10s ms   (rounds %s)\n' "sync_engine: source UPDATE + sync_execute" "$(median "${se[@]}")" "${se[*]}"
+    result fig6_end_to_end_vs_bucardo "$(div "$(median "${se[@]}")" "$(median "${buc[@]}")")" "<=" 0.5
 }
 
 # ---------------------------------------------------------------------------------------
@@ -420,7 +612,12 @@ for v in "${VARIANTS[@]}"; do
 done
 
 if [[ ${ONLY1:-0} == 1 ]]; then
-    say "ONLY1=1: figures 2 and 3 skipped"
+    say "ONLY1=1: figures 2 to 6 skipped"
+    finish
+fi
+if [[ ${ONLY16:-0} == 1 ]]; then
+    say "ONLY16=1: figures 2 to 5 skipped"
+    [[ $BUCARDO != 1 ]] || bucardo_figure
     finish
 fi
 
@@ -584,4 +781,129 @@ echo "   VmHWM(sync_execute) / VmHWM(count(*)) = $(div "$backlog_hwm" "$base_hwm
 echo "   peak RSS incl. shared buffers touched (VmHWM) $(mb "$backlog_hwm") MB"
 echo "   the run: ${backlog_wall} ms wall clock, $res"
 result fig3_backlog_peak_private_mb "$(mb "$anon_peak")" "<" "$MEM_TARGET_MB"
+
+# ---------------------------------------------------------------------------------------
+# 4. initial load vs a native subscription's initial table copy; 5. match_on load
+# ---------------------------------------------------------------------------------------
+# Per round, in alternating order: a subscription with copy_data = true of a fresh
+# LOAD_ROWS-row table into an empty one (CREATE SUBSCRIPTION -> the table's state 'r'),
+# and sync_execute's first run on a fresh identity pair of LOAD_ROWS rows into an empty
+# target. Each round's tables are dropped (or left alone) after it.
+sql -c "CREATE DATABASE load_pub" -c "CREATE DATABASE load_sub"
+sql -d load_sub <<SQL
+CREATE FUNCTION wait_ready(sub text, timeout_s float8) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+BEGIN
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+                    WHERE s.subname = sub AND r.srsubstate = 'r') THEN
+            RETURN extract(epoch FROM clock_timestamp());
+        END IF;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'the initial copy did not finish within % s', timeout_s;
+        END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END \$\$;
+SQL
+load_conninfo="host=127.0.0.1 port=$BENCH_PORT user=postgres dbname=load_pub"
+# copy_data_ms R -> ms from CREATE SUBSCRIPTION to the table's initial copy done
+copy_data_ms() {
+    local r=$1 out
+    { source_ddl identity "copy_r$r" "$LOAD_ROWS"; echo "VACUUM ANALYZE copy_r$r;"
+      echo "CREATE PUBLICATION copy_pub_r$r FOR TABLE copy_r$r;"
+      echo "SELECT pg_create_logical_replication_slot('copy_sub_r$r', 'pgoutput') \\g /dev/null"; } | sql -d load_pub
+    source_ddl identity "copy_r$r" 0 | sql -d load_sub
+    sql -c "CHECKPOINT"
+    out=$(sql -d load_sub <<SQL
+SELECT extract(epoch FROM clock_timestamp());
+CREATE SUBSCRIPTION copy_sub_r$r CONNECTION '$load_conninfo' PUBLICATION copy_pub_r$r
+  WITH (copy_data = true, create_slot = false, slot_name = 'copy_sub_r$r');
+SELECT wait_ready('copy_sub_r$r', $LOAD_LIMIT3);
+SQL
+    ) || die "round $r: the subscription's initial copy failed (see $BENCH_DIR/postgres.log)"
+    read -r t0 t1 <<<"$(tr '\n' ' ' <<<"$out")"
+    n=$(sql -d load_sub -c "SELECT count(*) FROM copy_r$r")
+    ((n == LOAD_ROWS)) || die "round $r: the subscription copied $n of $LOAD_ROWS rows"
+    sql -d load_sub -c "DROP SUBSCRIPTION copy_sub_r$r" -c "DROP TABLE copy_r$r"
+    sql -d load_pub -c "DROP PUBLICATION copy_pub_r$r" -c "DROP TABLE copy_r$r"
+    ms_between "$t0" "$t1"
+}
+# engine_load_ms R -> ms of sync_execute's first run (the initial load) on a fresh pair
+engine_load_ms() {
+    local r=$1 cfg out res ms
+    cfg=$(make_pair identity "load_r$r" "$LOAD_ROWS")
+    sql -c "CHECKPOINT"
+    out=$(timed_sync "$cfg" "$LOAD_LIMIT3" 2>"$work/load3.err") ||
+        die "round $r: the initial load of $LOAD_ROWS rows failed: $(cat "$work/load3.err")"
+    echo "initial-load3-r$r ${out#* * }" >>"$work/sync_execute.log"
+    read -r _ ms res <<<"$out"
+    [[ $(jget "$res" errors) == 0 ]] || die "round $r: the initial load reported errors: $res"
+    [[ $(jget "$res" created) == "$LOAD_ROWS" ]] || die "round $r: the initial load created $(jget "$res" created) rows, want $LOAD_ROWS: $res"
+    echo "$ms"
+}
+say "figure 4: initial load of $LOAD_ROWS rows into an empty table; $LOAD_ROUNDS rounds (alternating order)"
+load_copy=() load_engine=() load_ratios=()
+for ((r = 1; r <= LOAD_ROUNDS; r++)); do
+    if ((r % 2 == 1)); then
+        c=$(copy_data_ms "$r")
+        e=$(engine_load_ms "$r")
+    else
+        e=$(engine_load_ms "$r")
+        c=$(copy_data_ms "$r")
+    fi
+    load_copy+=("$c") load_engine+=("$e") load_ratios+=("$(div "$e" "$c")")
+    printf '    round %d  subscription copy_data %10s ms  sync_execute %10s ms  ratio %s\n' "$r" "$c" "$e" "${load_ratios[-1]}"
+done
+sql -c "DROP DATABASE load_sub" -c "DROP DATABASE load_pub"
+
+# 5. match_on: both tables hold the same LOAD_ROWS contacts under different keys (target
+# ids start at 10,000,001); the match column (email) is indexed on both sides
+say "figure 5: match_on load of two populated $LOAD_ROWS-row tables"
+{
+    source_ddl identity src.match_load "$LOAD_ROWS"
+    source_ddl identity dst.match_load 0
+    echo "INSERT INTO dst.match_load SELECT id + 10000000, name, email, phone, score, company, city, notes, amount, created_at, updated_at, attrs, active FROM src.match_load;"
+    echo "CREATE INDEX ON src.match_load (email); CREATE INDEX ON dst.match_load (email);"
+    echo "SELECT sync_register_table('bsrc', 'match_load', 'src.match_load') \\g /dev/null"
+    echo "SELECT sync_register_table('bdst', 'match_load', 'dst.match_load') \\g /dev/null"
+    echo "VACUUM ANALYZE src.match_load; VACUUM ANALYZE dst.match_load; CHECKPOINT;"
+} | sql
+cfg_match=$(sql -c "SELECT sync_create_config('bench_match_load', 'bsrc', 'bdst', 'match_load', match_on => ARRAY['email'])")
+match_note="" match_rate=""
+if out=$(timed_sync "$cfg_match" "$LOAD_LIMIT3" 2>"$work/match.err"); then
+    echo "match-load ${out#* * }" >>"$work/sync_execute.log"
+    read -r _ match_ms match_res <<<"$out"
+    [[ $(jget "$match_res" errors) == 0 ]] || die "match_on load reported errors: $match_res"
+    [[ $(jget "$match_res" created) == 0 ]] || die "match_on load created $(jget "$match_res" created) rows, want 0 (every row has its match): $match_res"
+    links=$(sql -c "SELECT count(*) FROM sync_links WHERE config_id = $cfg_match")
+    ((links == LOAD_ROWS)) || die "match_on load made $links links, want $LOAD_ROWS"
+    match_rate=$(rate_of "$LOAD_ROWS" "$match_ms")
+else
+    grep -q 'statement timeout' "$work/match.err" || die "match_on load failed: $(cat "$work/match.err")"
+    match_note="did not finish within LOAD_LIMIT3=$LOAD_LIMIT3 s"
+fi
+
+echo
+echo "4. initial load: $LOAD_ROWS rows (13 columns) into an empty table; $LOAD_ROUNDS rounds, medians"
+printf '   %-46s %10s ms   (rounds %s)\n' "subscription with copy_data, create -> ready" "$(median "${load_copy[@]}")" "${load_copy[*]}"
+printf '   %-46s %10s ms   (rounds %s)\n' "sync_execute (initial load), wall clock" "$(median "${load_engine[@]}")" "${load_engine[*]}"
+echo "   sync_execute: $(rate_of "$LOAD_ROWS" "$(median "${load_engine[@]}")") rows/s; copy_data: $(rate_of "$LOAD_ROWS" "$(median "${load_copy[@]}")") rows/s"
+echo "   sync_execute / copy_data: rounds ${load_ratios[*]}"
+echo "5. match_on load: two populated $LOAD_ROWS-row tables linked on email (no rows created)"
+if [[ -n $match_rate ]]; then
+    echo "   sync_execute ${match_ms} ms: $match_rate rows/s"
+    echo "   the run: $match_res"
+else
+    echo "   sync_execute $match_note"
+fi
+result fig4_initial_load_vs_copy_data "$(median "${load_ratios[@]}")" "<=" 3.0
+
+# ---------------------------------------------------------------------------------------
+# 6. a real peer: Bucardo
+# ---------------------------------------------------------------------------------------
+if [[ $BUCARDO == 1 ]]; then
+    bucardo_figure
+fi
 finish

@@ -6,7 +6,7 @@
 use crate::core::error::{Error, Result, SqlState};
 use crate::core::mapping::values_equal;
 use crate::core::merge::{ConflictKind, Row};
-use crate::core::types::Sides;
+use crate::core::types::{Side, Sides};
 use serde_json::Value;
 
 /// A person's decision on a conflict.
@@ -226,6 +226,93 @@ pub fn resolved_value(decided: Option<&Row>, conflict_fields: &[String]) -> Valu
     }
 }
 
+/// The fields of `fields` whose `current` value (the row a resolution would overwrite or
+/// delete, in target names) is not the value it had when the conflict was recorded: its
+/// `recorded` value, or for a field the conflict did not record, the link's `base` (a
+/// field in neither is not compared). Returns (field, current, then) in `fields` order;
+/// empty when `current` is None (the row is gone: nothing to lose).
+pub fn edited_since(
+    fields: &[String],
+    current: Option<&Row>,
+    recorded: Option<&Row>,
+    base: Option<&Row>,
+) -> Vec<(String, Value, Value)> {
+    let Some(current) = current else {
+        return vec![];
+    };
+    fields
+        .iter()
+        .filter_map(|f| {
+            let then = recorded
+                .and_then(|r| r.get(f))
+                .or_else(|| base.and_then(|b| b.get(f)))?;
+            let now = current.get(f).cloned().unwrap_or(Value::Null);
+            (!values_equal(&now, then)).then(|| (f.clone(), now, then.clone()))
+        })
+        .collect()
+}
+
+/// Refuse a choice that would lose an edit made on the losing side after the conflict
+/// was recorded (found by the fuzzer: nothing kept the lost value). The side a `Source`
+/// or `Target` choice overwrites (an update/update conflict's field) or deletes (the
+/// updated row of a delete conflict) must still hold what the conflict recorded for it:
+/// `recorded` is each side's `source_value`/`target_value` (an update/update conflict
+/// records its one field's bare value); fields a delete conflict did not record held the
+/// link's `base`. `rows`: each side's current values in target names, `all` the mapped
+/// fields. `Merged` (the person gives the values) and choices that lose nothing pass.
+/// 55000 naming the side, the field, its current and its recorded value.
+#[allow(clippy::too_many_arguments)]
+pub fn check_unseen_edits(
+    kind: ConflictKind,
+    choice: Choice,
+    conflict_fields: &[String],
+    all: &[String],
+    rows: Sides<Option<&Row>>,
+    recorded: Sides<Option<&Value>>,
+    base: Option<&Row>,
+    conflict_id: i64,
+) -> Result<()> {
+    let (side, fields) = match (kind, choice) {
+        (ConflictKind::UpdateUpdate, Choice::Source) => (Side::Target, conflict_fields),
+        (ConflictKind::UpdateUpdate, Choice::Target) => (Side::Source, conflict_fields),
+        (ConflictKind::DeleteUpdate, Choice::Source) => (Side::Target, all),
+        (ConflictKind::UpdateDelete, Choice::Target) => (Side::Source, all),
+        _ => return Ok(()),
+    };
+    let recorded: Option<Row> = match *recorded.get(side) {
+        Some(v) if kind == ConflictKind::UpdateUpdate && conflict_fields.len() == 1 => {
+            Some(Row::from_iter([(conflict_fields[0].clone(), v.clone())]))
+        }
+        Some(Value::Object(m)) => Some(m.clone()),
+        _ => None,
+    };
+    let base = if kind == ConflictKind::UpdateUpdate {
+        None
+    } else {
+        base
+    };
+    let edited = edited_since(fields, *rows.get(side), recorded.as_ref(), base);
+    let Some((f, now, then)) = edited.first() else {
+        return Ok(());
+    };
+    let what = if kind == ConflictKind::UpdateUpdate {
+        "overwrite that edit"
+    } else {
+        "delete the row with that edit"
+    };
+    Err(Error::new(
+        SqlState::ObjectNotInPrerequisiteState,
+        format!(
+            "sync conflict {conflict_id}: the {} row was changed after the conflict was recorded ({f} is now {now}, was {then}); resolving it as '{}' would {what}. Look at the current rows, then choose the other side or 'merged'",
+            match side {
+                Side::Source => "source",
+                Side::Target => "target",
+            },
+            choice.name()
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +510,142 @@ mod tests {
         assert_eq!(resolved_value(None, &f(&["phone"])), Value::Null);
         let cur = row(json!({"phone": "1", "email": "old"}));
         assert_eq!(changed_fields(&d, &cur), row(json!({"email": "e"})));
+    }
+
+    #[test]
+    fn fuzz_found_an_edit_after_the_conflict_is_found_against_the_recorded_value_or_the_base() {
+        let fields = f(&["email", "phone", "name"]);
+        let recorded = row(json!({"email": "a@x", "phone": "1"}));
+        let base = row(json!({"email": "old@x", "phone": "0", "name": "Ann"}));
+        let same = row(json!({"email": "a@x", "phone": "1", "name": "Ann"}));
+        assert!(edited_since(&fields, Some(&same), Some(&recorded), Some(&base)).is_empty());
+        // a recorded field changed again
+        let later = row(json!({"email": "b@x", "phone": "1", "name": "Ann"}));
+        assert_eq!(
+            edited_since(&fields, Some(&later), Some(&recorded), Some(&base)),
+            vec![("email".to_string(), json!("b@x"), json!("a@x"))]
+        );
+        // a field the conflict did not record changed: compared with the base
+        let other = row(json!({"email": "a@x", "phone": "1", "name": "Bob"}));
+        assert_eq!(
+            edited_since(&fields, Some(&other), Some(&recorded), Some(&base)),
+            vec![("name".to_string(), json!("Bob"), json!("Ann"))]
+        );
+        // without a base only the recorded fields count; a missing column is NULL
+        assert!(edited_since(&fields, Some(&other), Some(&recorded), None).is_empty());
+        let gone = row(json!({"phone": "1"}));
+        assert_eq!(
+            edited_since(&fields, Some(&gone), Some(&recorded), None),
+            vec![("email".to_string(), Value::Null, json!("a@x"))]
+        );
+        // numbers compare by value; a deleted row has nothing to lose
+        let n = row(json!({"phone": 1.0}));
+        assert!(edited_since(
+            &fields[1..2],
+            Some(&row(json!({"phone": 1}))),
+            Some(&n),
+            None
+        )
+        .is_empty());
+        assert!(edited_since(&fields, None, Some(&recorded), Some(&base)).is_empty());
+    }
+
+    #[test]
+    fn fuzz_found_a_choice_that_would_lose_a_later_edit_is_refused() {
+        let all = f(&["email", "phone", "name"]);
+        let phone = f(&["phone"]);
+        // update/update: the target changed the field again after the conflict
+        let s = row(json!({"phone": "2a"}));
+        let t = row(json!({"phone": "3"}));
+        let (rs, rt) = (json!("2a"), json!("2b"));
+        let rows = Sides::new(Some(&s), Some(&t));
+        let rec = Sides::new(Some(&rs), Some(&rt));
+        let uu = ConflictKind::UpdateUpdate;
+        let e = check_unseen_edits(
+            uu,
+            Choice::Source,
+            &phone,
+            &all,
+            rows.clone(),
+            rec.clone(),
+            None,
+            5,
+        )
+        .unwrap_err();
+        assert_eq!(e.state.code(), "55000");
+        assert_eq!(
+            e.message,
+            "sync conflict 5: the target row was changed after the conflict was recorded (phone is now \"3\", was \"2b\"); resolving it as 'source' would overwrite that edit. Look at the current rows, then choose the other side or 'merged'"
+        );
+        // the side that changed may win; merged values are the person's
+        assert!(check_unseen_edits(
+            uu,
+            Choice::Target,
+            &phone,
+            &all,
+            rows.clone(),
+            rec.clone(),
+            None,
+            5
+        )
+        .is_ok());
+        assert!(check_unseen_edits(uu, Choice::Merged, &phone, &all, rows, rec, None, 5).is_ok());
+        // update/delete: deleting the source, whose other field changed since (the base)
+        let base = row(json!({"email": "old@x", "phone": "0", "name": "Ann"}));
+        let rec = json!({"email": "a@x"});
+        let changed = row(json!({"email": "a@x", "phone": "4", "name": "Ann"}));
+        let ud = ConflictKind::UpdateDelete;
+        let e = check_unseen_edits(
+            ud,
+            Choice::Target,
+            &f(&["email"]),
+            &all,
+            Sides::new(Some(&changed), None),
+            Sides::new(Some(&rec), None),
+            Some(&base),
+            6,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("the source row was changed")
+                && e.message.contains("phone is now \"4\", was \"0\"")
+                && e.message.contains("would delete the row with that edit"),
+            "{}",
+            e.message
+        );
+        // as recorded: the delete goes through; keeping the row loses nothing
+        let same = row(json!({"email": "a@x", "phone": "0", "name": "Ann"}));
+        let ok = |choice, r: &Row| {
+            check_unseen_edits(
+                ud,
+                choice,
+                &f(&["email"]),
+                &all,
+                Sides::new(Some(r), None),
+                Sides::new(Some(&rec), None),
+                Some(&base),
+                6,
+            )
+        };
+        assert!(ok(Choice::Target, &same).is_ok());
+        assert!(ok(Choice::Source, &changed).is_ok());
+        // delete/update: the same for the target
+        let e = check_unseen_edits(
+            ConflictKind::DeleteUpdate,
+            Choice::Source,
+            &f(&["phone"]),
+            &all,
+            Sides::new(None, Some(&changed)),
+            Sides::new(None, Some(&json!({"phone": "4"}))),
+            Some(&base),
+            7,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("the target row was changed")
+                && e.message.contains("email is now \"a@x\", was \"old@x\""),
+            "{}",
+            e.message
+        );
     }
 }

@@ -172,19 +172,62 @@ fn fields_json(
     s
 }
 
+/// What a record's `fields` is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldsForm {
+    /// the JSON text, and the jsonb image when the caller supplies a numeric encoder
+    TextAndImage,
+    /// the jsonb image alone when it can be made (`fields` then stays empty: the
+    /// capture trigger writes the image, and prints it only on its rare SPI path);
+    /// else the text
+    ImageOrText,
+}
+
+/// One change record. `old` / `new`: the row's values before / after (None for an
+/// insert / a delete); `only`: the columns that go into `fields` (None: every live
+/// column); the checksum is of `new`, when there is one.
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    cols: &Cols,
+    entity_id: String,
+    operation: &'static str,
+    old: Option<&[ColValue]>,
+    new: Option<&[ColValue]>,
+    only: Option<&[bool]>,
+    numeric: Option<NumericEncoder>,
+    form: FieldsForm,
+) -> ChangeRecord {
+    let fields_jsonb = numeric.and_then(|n| fields_jsonb(cols, old, new, only, n));
+    let fields = if form == FieldsForm::ImageOrText && fields_jsonb.is_some() {
+        String::new()
+    } else {
+        fields_json(cols, old, new, only)
+    };
+    ChangeRecord {
+        entity_id,
+        operation,
+        fields,
+        fields_jsonb,
+        checksum: new.map(|n| checksum(cols, n)),
+    }
+}
+
 pub fn insert_record(
     cols: &Cols,
     entity_id: String,
     new: &[ColValue],
     numeric: Option<NumericEncoder>,
 ) -> ChangeRecord {
-    ChangeRecord {
+    record(
+        cols,
         entity_id,
-        operation: "insert",
-        fields: fields_json(cols, None, Some(new), None),
-        fields_jsonb: numeric.and_then(|n| fields_jsonb(cols, None, Some(new), None, n)),
-        checksum: Some(checksum(cols, new)),
-    }
+        "insert",
+        None,
+        Some(new),
+        None,
+        numeric,
+        FieldsForm::TextAndImage,
+    )
 }
 
 pub fn delete_record(
@@ -193,15 +236,19 @@ pub fn delete_record(
     old: &[ColValue],
     numeric: Option<NumericEncoder>,
 ) -> ChangeRecord {
-    ChangeRecord {
+    record(
+        cols,
         entity_id,
-        operation: "delete",
-        fields: fields_json(cols, Some(old), None, None),
-        fields_jsonb: numeric.and_then(|n| fields_jsonb(cols, Some(old), None, None, n)),
-        checksum: None,
-    }
+        "delete",
+        Some(old),
+        None,
+        None,
+        numeric,
+        FieldsForm::TextAndImage,
+    )
 }
 
+/// `old` is read only where `changed` is true.
 pub fn update_record(
     cols: &Cols,
     entity_id: String,
@@ -210,14 +257,16 @@ pub fn update_record(
     changed: &[bool],
     numeric: Option<NumericEncoder>,
 ) -> ChangeRecord {
-    ChangeRecord {
+    record(
+        cols,
         entity_id,
-        operation: "update",
-        fields: fields_json(cols, Some(old), Some(new), Some(changed)),
-        fields_jsonb: numeric
-            .and_then(|n| fields_jsonb(cols, Some(old), Some(new), Some(changed), n)),
-        checksum: Some(checksum(cols, new)),
-    }
+        "update",
+        Some(old),
+        Some(new),
+        Some(changed),
+        numeric,
+        FieldsForm::TextAndImage,
+    )
 }
 
 /// Append one value's data; returns its JEntry (type and length). None when the value
@@ -467,6 +516,48 @@ mod tests {
              00000000406e65776f6c64416e6e20224122",
         );
         assert_eq!(r.fields_jsonb.unwrap()[4..], want[..]);
+    }
+
+    #[test]
+    fn image_or_text_leaves_the_text_out_only_when_there_is_an_image() {
+        with_cols(|c| {
+            let enc = |t: &str, b: &mut Vec<u8>| b.extend_from_slice(t.as_bytes());
+            let old = [v("7"), v("Ann"), v("1"), v("t"), None, None];
+            let new = [v("7"), v("Bo"), v("1"), v("t"), None, None];
+            let changed = [false, true, false, false, false, false];
+            let full = update_record(c, "7".into(), &old, &new, &changed, Some(&mut { enc }));
+            let lean = record(
+                c,
+                "7".into(),
+                "update",
+                Some(&old),
+                Some(&new),
+                Some(&changed),
+                Some(&mut { enc }),
+                FieldsForm::ImageOrText,
+            );
+            assert!(lean.fields.is_empty());
+            assert_eq!(lean.fields_jsonb, full.fields_jsonb);
+            assert!(full.fields_jsonb.is_some());
+            assert_eq!(
+                (lean.operation, &lean.checksum, &lean.entity_id),
+                (full.operation, &full.checksum, &full.entity_id)
+            );
+            // a JSON column's value has no image: the text is made
+            let row = [v("7"), v("Ann"), None, v("t"), v("{\"a\": 1}"), None];
+            let r = record(
+                c,
+                "7".into(),
+                "insert",
+                None,
+                Some(&row),
+                None,
+                Some(&mut { enc }),
+                FieldsForm::ImageOrText,
+            );
+            assert!(r.fields_jsonb.is_none());
+            assert_eq!(r.fields, insert_record(c, "7".into(), &row, None).fields);
+        });
     }
 
     #[test]

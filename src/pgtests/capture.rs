@@ -263,6 +263,16 @@ mod tests {
             c,
             json!([["insert", "1"], ["delete", "1"], ["insert", "5"]])
         );
+        // the delete records the old row's every column, changed or not
+        assert_eq!(
+            json("SELECT fields FROM change_log WHERE system = 'cap6' AND operation = 'delete'"),
+            json!({
+                "id": {"old": 1, "new": null}, "name": {"old": "a", "new": null},
+                "score": {"old": null, "new": null}, "meta": {"old": null, "new": null},
+                "seen_at": {"old": null, "new": null}, "active": {"old": null, "new": null},
+                "visits": {"old": null, "new": null}
+            })
+        );
     }
 
     #[pg_test]
@@ -647,6 +657,159 @@ mod tests {
             "SELECT * FROM sync_changes('100:104:', '10:14:')",
             "22023",
             &["does not follow"],
+        );
+    }
+
+    /// Two tables of the same shape, one written with multi-row statements, the other
+    /// with the same changes one row per statement (a loop of single-row statements).
+    fn setup_twins() {
+        for system in ["captw_m", "captw_s"] {
+            Spi::run(&format!(
+                "CREATE TABLE {system} (id int PRIMARY KEY, name text, gone text, score numeric,
+                     meta jsonb, seen_at timestamptz, active boolean, visits int, note varchar(20),
+                     tags text[]);
+                 SELECT sync_register_table('{system}', 'items', '{system}');"
+            ))
+            .unwrap();
+        }
+    }
+
+    /// The values of twin row g (NULLs, JSON, numbers with a scale, arrays)
+    const TWIN_ROW: &str = "g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'name \"' || g || E'\"\\n' END,
+        'dropped ' || g, CASE WHEN g % 5 = 0 THEN NULL ELSE round(g / 3.0, 3) END,
+        CASE WHEN g % 4 = 0 THEN NULL ELSE jsonb_build_object('g', g, 'n', jsonb_build_array(g, NULL, 'x')) END,
+        timestamptz '2026-01-02 03:04:05+00' + g * interval '61 seconds',
+        CASE WHEN g % 11 = 0 THEN NULL ELSE g % 3 = 0 END,
+        CASE WHEN g % 2 = 0 THEN NULL ELSE g END, 'note ' || g, ARRAY['a', g::text]";
+
+    /// Per entity, in order: the fields, operation, origin, txid and checksum of every
+    /// change record of `system` (changed_at and id aside, which differ by nature)
+    fn twin_records(system: &str) -> serde_json::Value {
+        json(&format!(
+            "SELECT coalesce(jsonb_agg(jsonb_build_array(entity_id, operation, fields, origin,
+                     txid::text, checksum) ORDER BY entity_id, id), '[]')
+               FROM change_log WHERE system = '{system}'"
+        ))
+    }
+
+    #[pg_test]
+    fn a_multi_row_statement_records_what_single_row_statements_do() {
+        setup_twins();
+        let multi = |sql: &str| Spi::run(&sql.replace("$T", "captw_m")).unwrap();
+        // the same change, one statement per row: `sql` with $T the table and :g the row
+        let single = |rows: &str, sql: &str| {
+            Spi::run(&format!(
+                "DO $d$ DECLARE r int; BEGIN
+                     FOR r IN {rows} LOOP
+                         EXECUTE replace({}, ':g', r::text);
+                     END LOOP;
+                 END $d$",
+                pgrx::spi::quote_literal(sql.replace("$T", "captw_s"))
+            ))
+            .unwrap()
+        };
+        // inserts: 1500 rows in one statement, more than are written at once
+        multi(&format!(
+            "INSERT INTO $T SELECT {TWIN_ROW} FROM generate_series(1, 1500) g"
+        ));
+        single(
+            "SELECT generate_series(1, 1500)",
+            &format!("INSERT INTO $T SELECT {TWIN_ROW} FROM (SELECT :g AS g) s"),
+        );
+        // a dropped column in the middle of the row, from now on
+        multi("ALTER TABLE $T DROP COLUMN gone");
+        Spi::run("ALTER TABLE captw_s DROP COLUMN gone").unwrap();
+        // updates: values to and from NULL, JSON edits, rows that do not change, key changes
+        let update = "UPDATE $T SET name = CASE WHEN id % 3 = 0 THEN NULL ELSE coalesce(name, 'was null') || '!' END,
+                          score = score + 1, meta = CASE WHEN id % 2 = 0 THEN coalesce(meta, '{}') || '{\"u\": [1, 2]}' ELSE meta END,
+                          visits = CASE WHEN id % 6 = 0 THEN visits ELSE coalesce(visits, 0) + 1 END,
+                          active = CASE WHEN id % 9 = 0 THEN NULL ELSE active END";
+        multi(&format!("{update} WHERE id % 10 <> 9"));
+        single(
+            "SELECT id FROM captw_s WHERE id % 10 <> 9 ORDER BY id",
+            &format!("{update} WHERE id = :g"),
+        );
+        multi("UPDATE $T SET name = name, note = note WHERE id % 10 = 9");
+        single(
+            "SELECT id FROM captw_s WHERE id % 10 = 9 ORDER BY id",
+            "UPDATE $T SET name = name, note = note WHERE id = :g",
+        );
+        multi("UPDATE $T SET id = id + 100000 WHERE id % 50 = 0");
+        single(
+            "SELECT id FROM captw_s WHERE id % 50 = 0 ORDER BY id",
+            "UPDATE $T SET id = id + 100000 WHERE id = :g",
+        );
+        // the engine's writes carry its origin tag, whatever the statement's size
+        {
+            let _tag = crate::capture::origin::tag_writes("sync_engine:config:42".into());
+            multi("UPDATE $T SET tags = tags || 'tagged'::text WHERE id < 300");
+            single(
+                "SELECT id FROM captw_s WHERE id < 300 ORDER BY id",
+                "UPDATE $T SET tags = tags || 'tagged'::text WHERE id = :g",
+            );
+        }
+        // a subtransaction that aborts takes its records along; one that commits keeps them
+        for (t, sub_a, sub_b) in [
+            (
+                "captw_m",
+                "UPDATE captw_m SET visits = -1; INSERT INTO captw_m (id, name) SELECT g, 'undone' FROM generate_series(200001, 202000) g;",
+                "UPDATE captw_m SET note = 'kept' WHERE id % 7 = 3;",
+            ),
+            (
+                "captw_s",
+                "FOR r IN SELECT id FROM captw_s ORDER BY id LOOP UPDATE captw_s SET visits = -1 WHERE id = r; END LOOP;
+                 FOR r IN 200001..202000 LOOP INSERT INTO captw_s (id, name) VALUES (r, 'undone'); END LOOP;",
+                "FOR r IN SELECT id FROM captw_s WHERE id % 7 = 3 ORDER BY id LOOP UPDATE captw_s SET note = 'kept' WHERE id = r; END LOOP;",
+            ),
+        ] {
+            Spi::run(&format!(
+                "DO $d$ DECLARE r int; BEGIN
+                     BEGIN {sub_a} RAISE EXCEPTION 'undo'; EXCEPTION WHEN raise_exception THEN NULL; END;
+                     BEGIN {sub_b} EXCEPTION WHEN division_by_zero THEN NULL; END;
+                 END $d$"
+            ))
+            .unwrap_or_else(|e| panic!("{t}: {e}"));
+        }
+        // deletes, NULLs and all
+        multi("DELETE FROM $T WHERE id % 4 = 1");
+        single(
+            "SELECT id FROM captw_s WHERE id % 4 = 1 ORDER BY id",
+            "DELETE FROM $T WHERE id = :g",
+        );
+
+        let (m, s) = (twin_records("captw_m"), twin_records("captw_s"));
+        let n = m.as_array().unwrap().len();
+        // 1500 inserts, 1350 updates, 30 key changes (60), 294 tagged, 214 kept, 375 deletes
+        assert_eq!(
+            n,
+            1500 + 1350 + 60 + 294 + 214 + 375,
+            "records of the multi-row statements"
+        );
+        for (i, (a, b)) in m
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(s.as_array().unwrap())
+            .enumerate()
+        {
+            assert_eq!(
+                a, b,
+                "record {i} (per entity, in order): multi-row vs single-row"
+            );
+        }
+        assert_eq!(m, s);
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM change_log WHERE system IN ('captw_m', 'captw_s')
+                   AND (txid <> pg_current_xact_id() OR fields ? 'gone' AND operation <> 'insert'
+                        OR fields -> 'visits' ->> 'new' = '-1' OR fields -> 'name' ->> 'new' = 'undone')"
+            ),
+            0,
+            "this transaction's id; the dropped column gone from later records; nothing of the aborted block"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM change_log WHERE system = 'captw_m' AND origin = 'sync_engine:config:42'"),
+            294
         );
     }
 }

@@ -6,8 +6,7 @@ mod tests {
     use crate::pgtests::fixture::Db;
     use serde_json::json;
 
-    const COLS: &str =
-        "name text, amount numeric(10,2), seen timestamptz, doc jsonb, active boolean, tags text[]";
+    const COLS: &str = "name text, amount numeric(10,2), seen timestamptz, doc jsonb, active boolean, tags text[], note json";
 
     #[test]
     fn an_initial_copy_records_what_the_merge_path_records() {
@@ -21,7 +20,7 @@ mod tests {
              INSERT INTO il.s1 SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'it''s ' || g END, g * 1.5,
                     timestamptz '2026-01-01 00:00+00' + g * interval '1 hour',
                     jsonb_build_object('n', g, 'nested', jsonb_build_array(g, 'x')), g % 2 = 0,
-                    ARRAY['a', 'b' || g]
+                    ARRAY['a', 'b' || g], ('{{\"b\":  1, \"a\" : [' || g || ']}}')::json
                FROM generate_series(1, 250) g;
              INSERT INTO il.s2 SELECT * FROM il.s1;
              -- a row already in t2 makes its config take the merge path
@@ -49,11 +48,14 @@ mod tests {
             (&json!(251), &json!(0), &json!(0)),
             "{merged}"
         );
-        // the same rows
-        assert_eq!(
-            db.rows("SELECT * FROM il.t1 ORDER BY id"),
-            db.rows("SELECT * FROM il.t2 WHERE id <> 999 ORDER BY id")
-        );
+        // the same rows (a json column's text too)
+        let rows = |db: &mut Db, t: &str| {
+            db.rows(&format!(
+                "SELECT id, name, amount, seen, doc, active, tags, note::text AS note
+                   FROM il.{t} WHERE id <> 999 ORDER BY id"
+            ))
+        };
+        assert_eq!(rows(&mut db, "t1"), rows(&mut db, "t2"));
         // the same links and bases, byte for byte
         let links = |db: &mut Db, c: i64| {
             db.rows(&format!(
@@ -93,6 +95,15 @@ mod tests {
         assert_eq!(
             db.json("SELECT name FROM il.t1 WHERE id = 3")["name"],
             json!("changed")
+        );
+    }
+
+    #[test]
+    fn the_origin_tag_is_defined_alike_in_rust_and_sql() {
+        let mut db = Db::new();
+        assert_eq!(
+            db.json("SELECT sync_config_origin(42) AS o")["o"],
+            json!(crate::sync::config::origin_of(42))
         );
     }
 

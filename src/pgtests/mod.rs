@@ -4,9 +4,13 @@ mod args;
 mod capture;
 mod claims;
 pub mod concurrent;
+#[cfg(test)]
+mod crash;
 mod dump;
 mod engine;
 pub mod fixture;
+#[cfg(test)]
+mod fuzz;
 mod hostile;
 mod initial;
 #[cfg(test)]

@@ -69,6 +69,9 @@ struct Pending {
     fields: Vec<String>,
     resolution: String,
     resolved_at: Option<String>,
+    /// each side's values as the conflict recorded them (target names)
+    source_value: Option<Value>,
+    target_value: Option<Value>,
 }
 
 fn load(schema: &str, id: i64) -> Pending {
@@ -76,7 +79,8 @@ fn load(schema: &str, id: i64) -> Pending {
         let t = c
             .select(
                 &format!(
-                    "SELECT config_id, source_id, target_id, kind, fields, resolution, resolved_at::text
+                    "SELECT config_id, source_id, target_id, kind, fields, resolution, resolved_at::text,
+                            source_value, target_value
                        FROM {schema}.sync_conflicts WHERE id = $1 FOR UPDATE"
                 ),
                 Some(1),
@@ -91,6 +95,8 @@ fn load(schema: &str, id: i64) -> Pending {
             fields: db::col::<Vec<String>>(&r, 5).unwrap_or_default(),
             resolution: db::col::<String>(&r, 6).unwrap_or_default(),
             resolved_at: db::col::<String>(&r, 7),
+            source_value: db::col::<JsonB>(&r, 8).map(|j| j.0),
+            target_value: db::col::<JsonB>(&r, 9).map(|j| j.0),
         })
     });
     row.unwrap_or_else(|| {
@@ -180,6 +186,33 @@ fn resolve(
     let tgt_vals = tgt_row
         .as_ref()
         .map(|r| plan::target_values(r.clone(), &fields));
+    // an edit on the losing side since the conflict was recorded is never lost: a delete
+    // conflict records the changed fields, the others held the link's base
+    let base = (kind != ConflictKind::UpdateUpdate)
+        .then(|| {
+            db::one::<JsonB>(
+                &format!(
+                    "SELECT base FROM {schema}.sync_links WHERE config_id = $1 AND (source_id = $2 OR target_id = $3) LIMIT 1"
+                ),
+                &[c.config_id.into(), c.source_id.clone().into(), c.target_id.clone().into()],
+            )
+        })
+        .flatten()
+        .and_then(|b| match b.0 {
+            Value::Object(m) => Some(m),
+            _ => None,
+        });
+    resolve::check_unseen_edits(
+        kind,
+        Choice::parse(choice).or_raise(),
+        &c.fields,
+        &fields,
+        Sides::new(src_proj.as_ref(), tgt_vals.as_ref()),
+        Sides::new(c.source_value.as_ref(), c.target_value.as_ref()),
+        base.as_ref(),
+        conflict_id,
+    )
+    .or_raise();
     let Decision {
         decided,
         want,

@@ -225,7 +225,9 @@ impl Run<'_> {
 /// flow to the empty side: one statement that copies every row across, with new keys
 /// (the key column's default, or the partner's key), and links each pair with the
 /// copied values as its base, as the merge path would create them. None when it does
-/// not apply (`written` side's owner is not the run's role, nothing to copy, ...).
+/// not apply (`written` side's owner is not the run's role, nothing to copy, the
+/// config has links, ...). The statement copies nothing when the written side is no
+/// longer empty when it runs (the merge path then does the load).
 /// `$1` config id. Returns the statement and the side it writes.
 pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Side)> {
     let copies = cfg.shape.mapping.column_copies(|s, t| {
@@ -242,6 +244,14 @@ pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Si
         )
         .unwrap_or(false)
     };
+    let linked = db::one::<bool>(
+        &format!("SELECT EXISTS (SELECT 1 FROM {schema}.sync_links WHERE config_id = $1)"),
+        &[cfg.id.into()],
+    )
+    .unwrap_or(true);
+    if linked {
+        return None;
+    }
     let (source_empty, target_empty) = (empty(&cfg.source), empty(&cfg.target));
     let written = match (source_empty, target_empty) {
         (false, true) if cfg.direction.to_target() => Side::Target,
@@ -287,6 +297,8 @@ pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Si
             "WITH c AS MATERIALIZED (
                 SELECT format('%s', r.{rk}) AS rid, {new_key} AS wid, {base} AS b, {vals}
                   FROM {rt} r
+                 -- still empty now, in this statement's snapshot
+                 WHERE NOT EXISTS (SELECT 1 FROM {wt})
              ), w AS (
                 INSERT INTO {wt} ({wk}, {wcols}) {ovr}
                 SELECT (c.wid)::{wkt}, {cvals} FROM c
@@ -300,10 +312,14 @@ pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Si
             wt = write.table,
             wk = q(&write.key_column),
             wkt = write.key_type,
+            // a json column gets the text the merge path's jsonb_populate_record writes
             vals = cols
                 .iter()
                 .enumerate()
-                .map(|(i, c)| format!("r.{} AS v{i}", q(c.1)))
+                .map(|(i, c)| match write.column_type(c.2) {
+                    Some("json") => format!("r.{}::jsonb::json AS v{i}", q(c.1)),
+                    _ => format!("r.{} AS v{i}", q(c.1)),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             wcols = cols.iter().map(|c| q(c.2)).collect::<Vec<_>>().join(", "),
@@ -345,7 +361,8 @@ impl Run<'_> {
                 e.message
             );
             None
-        })?;
+        })
+        .filter(|&n| n > 0)?;
         self.stats.synced += n;
         self.stats.created += n;
         self.stats.copied += n;
