@@ -156,6 +156,10 @@ hdr() { awk -v k="$1:" '$1 == k { $1 = ""; sub(/^ +/, ""); print; exit }' "$out/
     echo "  \`manual\`), and the losing value is kept in \`sync_conflicts\` (resolvable later with"
     echo "  \`sync_resolve_conflict\`)."
     echo
+    echo "Convergence fuzzing is a test, not a bench (\`bash tests/fuzz.sh --minutes N [--seed S]\`);"
+    echo "its last long run (2026-12-02, 10 minutes, seed 1057634051): 15 rounds, 0 problems, over"
+    echo "21,321 transactions and 1,881 pushes (docs/reliability.md has the counts)."
+    echo
     echo "- machine: $(hdr machine)"
     echo "- date: $(hdr date) (benches run now: ${run[*]}$(
         ((${#run[@]} == ${#BENCHES[@]})) || echo "; the other sections are from earlier runs, each with its own Run line"))"
