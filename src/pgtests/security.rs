@@ -280,7 +280,7 @@ mod tests {
         );
         let r = db.json(
             r#"SELECT sync_push('sp_t', 'x', '[{"id": "c1", "entity_id": "1", "operation": "update",
-                 "changed_at": "2026-01-01T00:00:00Z", "fields": {"v": {"old": "a", "new": "b"}}}]', 'dev1') AS r"#,
+                 "changed_at": "2026-01-01T00:00:00Z", "fields": {"v": {"old": "a", "new": "b"}}}]', 'sp_dev_phone') AS r"#,
         )["r"]
             .clone();
         db.exec("RESET ROLE; RESET search_path;");
