@@ -300,6 +300,15 @@ mod tests {
                 )
                 .unwrap_or_else(|e| panic!("config {name}: {}", describe(&e)))
                 .get(0);
+            // a twin that never runs (disabled, no position) holds every record of the
+            // pair's endpoints: another test's sync_prune in this shared cluster must not
+            // take the records this test checks
+            c.batch_execute(&format!(
+                "SELECT sync_create_config('{name}_hold', '{}', '{}', 'contacts', {mapping});
+                 UPDATE sync_configs SET enabled = false WHERE name = '{name}_hold';",
+                tables[s].system, tables[t].system
+            ))
+            .unwrap_or_else(|e| panic!("config {name}_hold: {}", describe(&e)));
             configs.push(Config {
                 name,
                 id,
