@@ -111,3 +111,15 @@ pub fn crm_hub(db: &mut Db, p: &str, strategy: &str, direction: &str, match_on: 
         .as_i64()
         .unwrap()
 }
+
+/// Drop a test role left by an earlier run (and what it owns), then create it.
+pub fn fresh_role(db: &mut Db, role: &str) {
+    db.exec(&format!(
+        "DO $$ BEGIN
+           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+             EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}';
+           END IF;
+         END $$;
+         CREATE ROLE {role} NOLOGIN;"
+    ));
+}

@@ -7,20 +7,8 @@
 
 #[cfg(test)]
 mod tests {
-    use crate::pgtests::fixture::Db;
+    use crate::pgtests::fixture::{fresh_role, Db};
     use serde_json::{json, Value};
-
-    /// Drop a test role left by an earlier run (and what it owns), then create it.
-    fn fresh_role(db: &mut Db, role: &str) {
-        db.exec(&format!(
-            "DO $$ BEGIN
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-                 EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}';
-               END IF;
-             END $$;
-             CREATE ROLE {role} NOLOGIN;"
-        ));
-    }
 
     /// What the sync's state is: configs, links, endpoints, webhooks, change_log of the
     /// test's systems, the capture triggers of its tables.

@@ -5,21 +5,9 @@
 
 #[cfg(test)]
 mod tests {
-    use crate::pgtests::fixture::Db;
+    use crate::pgtests::fixture::{fresh_role, Db};
     use serde_json::json;
     use std::time::{Duration, Instant};
-
-    /// Drop a test role left by an earlier run (and what it owns), then create it.
-    fn fresh_role(db: &mut Db, role: &str) {
-        db.exec(&format!(
-            "DO $$ BEGIN
-               IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-                 EXECUTE 'DROP OWNED BY {role} CASCADE'; EXECUTE 'DROP ROLE {role}';
-               END IF;
-             END $$;
-             CREATE ROLE {role} NOLOGIN;"
-        ));
-    }
 
     /// The attack of issue 11: `owner` owns `{p}_evil.dst`, whose BEFORE trigger makes
     /// its owner a superuser when it runs as one, and records who it ran as. Returns
