@@ -41,7 +41,9 @@ use spi::*;
 
 pub(crate) use buffer::flush;
 pub use buffer::init;
-pub(crate) use heap::{jsonb_datum, numeric_image, JsonbObject};
+#[cfg(any(test, feature = "pg_test"))]
+pub(crate) use heap::jsonb_datum;
+pub(crate) use heap::{numeric_image, JsonbObject};
 pub use trigger::{capture, refuse_truncate};
 
 pub mod endpoints;
