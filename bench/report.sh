@@ -134,13 +134,14 @@ hdr() { awk -v k="$1:" '$1 == k { $1 = ""; sub(/^ +/, ""); print; exit }' "$out/
     echo "sections stay as they are). Each figure is a ratio or rate against a baseline measured in"
     echo "the same run; the bench scripts' header comments say how."
     echo
-    if [[ $mode == QUICK ]]; then
-        echo "**This is a QUICK run** (\`QUICK=1\`): small sizes and few, short rounds, to check that the"
-        echo "benches work. Its figures are noisy and not comparable with the targets' full sizes."
+    if [[ $mode == QUICK ]] || grep -q ', mode QUICK' "$out"/*.md; then
+        echo "**Some figures are from a QUICK run** (\`QUICK=1\`, marked in the table): small sizes and few, short rounds, to check that the"
+        echo "benches work. Those figures are noisy and not comparable with the targets' full sizes."
         echo "In particular figure 1 of sync_bench: replication's apply has a fixed latency that weighs"
         echo "far more at 10,000 rows than at the target's 100,000, so its QUICK ratios flatter"
-        echo "sync_engine (the last full-size runs, 2026-11-25, measured sync_execute at 2.2-2.5x"
-        echo "replication). Run \`bash bench/report.sh\` for figures to hold against the targets."
+        echo "sync_engine (a larger run on 2026-12-02, 100,000 rows of 13 columns, measured sync_execute"
+        echo "at 2.1x replication for the identity config and 4.4x for the mapped one; figure 4 at"
+        echo "1,000,000 rows was 13.7). Run \`bash bench/report.sh\` for figures to hold against the targets."
         echo
     fi
     echo "Figure 6 of sync_bench (\`fig6_end_to_end_vs_bucardo\`) compares sync_engine with a real peer,"
