@@ -907,6 +907,29 @@ mod tests {
         assert_eq!(Value::Object(r), json!({"a": 1, "b": null}));
     }
 
+    /// `plan` of a bidirectional batch without per-field times.
+    fn plan_bidirectional(
+        shape: &Shape,
+        strategy: Strategy,
+        pairs: &[WorkItem],
+        projected: Vec<Projected>,
+        source_rows: &HashMap<String, ReadRow>,
+        target_rows: HashMap<String, ReadRow>,
+        pending: &Pending,
+    ) -> BatchPlan {
+        plan(Batch {
+            shape,
+            strategy,
+            direction: Direction::Bidirectional,
+            pairs,
+            projected,
+            source_rows,
+            target_rows,
+            pending,
+            field_times: &FieldTimes::new(),
+        })
+    }
+
     fn read(n: &str, v: Value) -> ReadRow {
         ReadRow {
             version: version(n),
@@ -986,18 +1009,15 @@ mod tests {
             })
             .collect();
         let pending = Pending::new(vec![]);
-        let times = FieldTimes::new();
-        let out = plan(Batch {
-            shape: &shape,
-            strategy: Strategy::LatestWins,
-            direction: Direction::Bidirectional,
-            pairs: &pairs,
+        let out = plan_bidirectional(
+            &shape,
+            Strategy::LatestWins,
+            &pairs,
             projected,
-            source_rows: &source_rows,
+            &source_rows,
             target_rows,
-            pending: &pending,
-            field_times: &times,
-        });
+            &pending,
+        );
         assert_eq!(
             out.failed,
             vec![Failure {
@@ -1050,18 +1070,15 @@ mod tests {
             ids: ids(Some("1"), Some("a")),
             fields: vec![WHOLE_ENTITY.into()],
         }]);
-        let times = FieldTimes::new();
-        let out = plan(Batch {
-            shape: &shape,
-            strategy: Strategy::Manual,
-            direction: Direction::Bidirectional,
-            pairs: &pairs,
+        let out = plan_bidirectional(
+            &shape,
+            Strategy::Manual,
+            &pairs,
             projected,
-            source_rows: &source_rows,
+            &source_rows,
             target_rows,
-            pending: &pending,
-            field_times: &times,
-        });
+            &pending,
+        );
         assert!(out.ops.is_empty() && out.failed.is_empty());
     }
 
@@ -1075,18 +1092,15 @@ mod tests {
         let target_rows = HashMap::from([("a".into(), read("a", json!({"email": "x"})))]);
         let projected = vec![Some(shape.project(&source_rows["1"].row)), None];
         let pending = Pending::new(vec![]);
-        let times = FieldTimes::new();
-        let out = plan(Batch {
-            shape: &shape,
-            strategy: Strategy::LatestWins,
-            direction: Direction::Bidirectional,
-            pairs: &pairs,
+        let out = plan_bidirectional(
+            &shape,
+            Strategy::LatestWins,
+            &pairs,
             projected,
-            source_rows: &source_rows,
+            &source_rows,
             target_rows,
-            pending: &pending,
-            field_times: &times,
-        });
+            &pending,
+        );
         // pair 1 converged (equal values): only its link is written; pair 2 has nothing
         assert_eq!(out.ops.len(), 1);
         assert_eq!(out.ops[0].ids, ids(Some("1"), Some("a")));

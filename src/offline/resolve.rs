@@ -63,16 +63,7 @@ pub fn try_resolve(
             resolved_at: db::col::<String>(&r, 7),
         })
     })?;
-    if c.resolution != "pending" {
-        fail(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            &format!(
-                "sync conflict {conflict_id} is already resolved ({}, at {})",
-                c.resolution,
-                c.resolved_at.unwrap_or_default()
-            ),
-        );
-    }
+    crate::sync::conflicts::require_pending(conflict_id, &c.resolution, c.resolved_at.as_deref());
     let merged = crate::sync::conflicts::merged_values(choice, merged, &c.kind, &c.fields);
     if let Some(m) = &merged {
         let unknown: Vec<&str> = m

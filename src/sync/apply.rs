@@ -1,7 +1,6 @@
 //! Writing a batch: guarded set-based writes into both tables, links, conflicts.
 //! Also the row writers `sync_push` and `sync_resolve_conflict` share.
 
-use super::config::Config;
 use super::jsonb_arg;
 use super::run::Run;
 use super::sql::{self, base_checksum_sql, col_list, statements};
@@ -17,14 +16,6 @@ use crate::pg::security;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-
-/// The endpoint of `side`.
-fn endpoint(cfg: &Config, side: Side) -> &Endpoint {
-    match side {
-        Side::Source => &cfg.source,
-        Side::Target => &cfg.target,
-    }
-}
 
 impl Run<'_> {
     /// Apply `ops` with set-based statements: creates first (they make the keys the
@@ -58,7 +49,7 @@ impl Run<'_> {
         let cfg = self.cfg;
         let mut created = 0;
         for side in [Side::Target, Side::Source] {
-            let e = endpoint(cfg, side);
+            let e = cfg.endpoint(side);
             let insert = |i: usize| -> Option<&Row> {
                 match ops[i].writes.get(side) {
                     Some(Write::Insert(v)) => Some(v),
@@ -98,7 +89,7 @@ impl Run<'_> {
         let cfg = self.cfg;
         let (mut updated, mut deleted) = (0, 0);
         for side in [Side::Target, Side::Source] {
-            let e = endpoint(cfg, side);
+            let e = cfg.endpoint(side);
             let mut updates: Vec<(&str, Option<&Version>, &Row)> = Vec::new();
             let mut deletes: Vec<(&str, Option<&Version>)> = Vec::new();
             for (o, now) in ops.iter().zip(ids) {

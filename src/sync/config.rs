@@ -4,7 +4,7 @@ use crate::capture::endpoints::{self, Endpoint};
 use crate::core::mapping::Mapping;
 use crate::core::merge::{Direction, Row, Strategy, ValueKind};
 use crate::core::plan::Shape;
-use crate::core::types::Sides;
+use crate::core::types::{Side, Sides};
 use crate::pg::db;
 use crate::pg::quote::ext_schema;
 use crate::pg::security;
@@ -53,6 +53,14 @@ impl Config {
             match_on: vec![],
             position: None,
             owner: pg_sys::Oid::INVALID,
+        }
+    }
+
+    /// The endpoint of `side`.
+    pub fn endpoint(&self, side: Side) -> &Endpoint {
+        match side {
+            Side::Source => &self.source,
+            Side::Target => &self.target,
         }
     }
 

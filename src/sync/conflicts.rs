@@ -133,16 +133,7 @@ fn resolve(
     }
     let schema = ext_schema();
     let c = load(&schema, conflict_id);
-    if c.resolution != "pending" {
-        fail(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            &format!(
-                "sync conflict {conflict_id} is already resolved ({}, at {})",
-                c.resolution,
-                c.resolved_at.unwrap_or_default()
-            ),
-        );
-    }
+    require_pending(conflict_id, &c.resolution, c.resolved_at.as_deref());
     let merged = merged_values(choice, &merged, &c.kind, &c.fields);
     // never interleave with a run of the same config
     db::run(
@@ -242,6 +233,21 @@ fn resolve(
         "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
         "source_id": source_id, "target_id": target_id, "deleted": decided.is_none(),
     }))
+}
+
+/// ERROR 55000 unless conflict `conflict_id` is pending, naming its resolution and
+/// when it was made (`resolution`, `resolved_at` as recorded). Shared by config and
+/// push conflicts.
+pub fn require_pending(conflict_id: i64, resolution: &str, resolved_at: Option<&str>) {
+    if resolution != "pending" {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            &format!(
+                "sync conflict {conflict_id} is already resolved ({resolution}, at {})",
+                resolved_at.unwrap_or_default()
+            ),
+        );
+    }
 }
 
 /// Mark conflict `conflict_id` resolved: `choice`, the value that was kept, who and when.

@@ -25,6 +25,47 @@ use std::collections::HashSet;
 /// `$1` config id, `$2`/`$3`/`$4` the pairs' source and target ids and their links'
 /// ctids (a link that moved since is not found: that pair is not written); returns the
 /// source ids of the pairs written. Pairs it leaves alone go through the merge.
+/// The (source column, target column) pairs of `cfg`'s mapping when every entry copies
+/// one column as it is to a column of the same type, at most 50 (jsonb_build_object
+/// takes at most 100 arguments); None otherwise: the config has no copy statements.
+fn copy_pairs(cfg: &Config) -> Option<Vec<(String, String)>> {
+    let copies = cfg.shape.mapping.column_copies(|s, t| {
+        let (st, tt) = (cfg.source.column_type(s), cfg.target.column_type(t));
+        st.is_some() && st == tt
+    })?;
+    (!copies.is_empty() && copies.len() <= 50).then_some(copies)
+}
+
+/// Whether a copy statement may write the `written` side: it reads one table and
+/// writes the other and the links, so only as the written table's owner if that is the
+/// extension's owner (the role the run's bookkeeping runs as); otherwise the merge path
+/// writes that table, from values the run read, as its owner.
+fn may_copy_into(cfg: &Config, written: Side) -> bool {
+    cfg.endpoint(written).owner == security::current_user()
+}
+
+/// `pairs` (`copy_pairs`) as (base field = target column, column read, column written)
+/// for writing the `written` side.
+fn copy_columns(pairs: &[(String, String)], written: Side) -> Vec<(&str, &str, &str)> {
+    pairs
+        .iter()
+        .map(|(s, t)| match written {
+            Side::Target => (t.as_str(), s.as_str(), t.as_str()),
+            Side::Source => (t.as_str(), t.as_str(), s.as_str()),
+        })
+        .collect()
+}
+
+/// The base of a copied pair: a jsonb object of the read row (alias `r`) keyed by the
+/// base fields of `cols` (`copy_columns`).
+fn base_object(cols: &[(&str, &str, &str)]) -> String {
+    let pairs: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{}, r.{}", quote_literal(c.0), quote_ident(c.1)))
+        .collect();
+    format!("jsonb_build_object({})", pairs.join(", "))
+}
+
 pub(super) fn copy_sql(cfg: &Config, schema: &str, written: Side) -> Option<String> {
     let to_target = written == Side::Target;
     let flows = if to_target {
@@ -32,52 +73,15 @@ pub(super) fn copy_sql(cfg: &Config, schema: &str, written: Side) -> Option<Stri
     } else {
         cfg.direction.to_source()
     };
-    let copies = cfg.shape.mapping.column_copies(|s, t| {
-        let (st, tt) = (cfg.source.column_type(s), cfg.target.column_type(t));
-        st.is_some() && st == tt
-    })?;
-    // jsonb_build_object takes at most 100 arguments
-    if !flows || copies.is_empty() || copies.len() > 50 {
+    let pairs = copy_pairs(cfg)?;
+    if !flows || !may_copy_into(cfg, written) {
         return None;
     }
-    // the statement reads the other table and writes the links as well as the written
-    // table, so it can only run as the written table's owner if that is the extension's
-    // owner (the role the run's bookkeeping runs as); otherwise the merge path writes
-    // that table, from values the run read, as its owner
-    let written_owner = if to_target {
-        cfg.target.owner
-    } else {
-        cfg.source.owner
-    };
-    if written_owner != security::current_user() {
-        return None;
-    }
+    let cols = copy_columns(&pairs, written);
     let q = quote_ident;
-    let lit = quote_literal;
-    let (read, write) = if to_target {
-        (&cfg.source, &cfg.target)
-    } else {
-        (&cfg.target, &cfg.source)
-    };
-    // (base field = target column, column read, column written)
-    let cols: Vec<(&str, &str, &str)> = copies
-        .iter()
-        .map(|(s, t)| {
-            if to_target {
-                (t.as_str(), s.as_str(), t.as_str())
-            } else {
-                (t.as_str(), t.as_str(), s.as_str())
-            }
-        })
-        .collect();
+    let (read, write) = (cfg.endpoint(written.other()), cfg.endpoint(written));
     // the new base: an object of the read row's columns
-    let new_base = {
-        let pairs: Vec<String> = cols
-            .iter()
-            .map(|c| format!("{}, r.{}", lit(c.0), q(c.1)))
-            .collect();
-        format!("jsonb_build_object({})", pairs.join(", "))
-    };
+    let new_base = base_object(&cols);
     // the written row's columns, which must still hold the old base
     let written: Vec<(String, String)> = cols
         .iter()
@@ -175,10 +179,7 @@ impl Run<'_> {
                 .filter_map(|p| p.ids.target.as_deref())
                 .collect();
             let links: Vec<&str> = pairs.iter().filter_map(|p| p.link.as_deref()).collect();
-            let owner = match written {
-                Side::Target => self.cfg.target.owner,
-                Side::Source => self.cfg.source.owner,
-            };
+            let owner = self.cfg.endpoint(written).owner;
             let written_sources = subxact::run_for_rows(|| {
                 db::lookups_only(|| {
                     security::as_table_owner(owner, || {
@@ -230,13 +231,7 @@ impl Run<'_> {
 /// longer empty when it runs (the merge path then does the load).
 /// `$1` config id. Returns the statement and the side it writes.
 pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Side)> {
-    let copies = cfg.shape.mapping.column_copies(|s, t| {
-        let (st, tt) = (cfg.source.column_type(s), cfg.target.column_type(t));
-        st.is_some() && st == tt
-    })?;
-    if copies.is_empty() || copies.len() > 50 {
-        return None;
-    }
+    let pairs = copy_pairs(cfg)?;
     let empty = |e: &crate::capture::endpoints::Endpoint| {
         db::one::<bool>(
             &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", e.table),
@@ -258,32 +253,13 @@ pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Si
         (true, false) if cfg.direction.to_source() => Side::Source,
         _ => return None,
     };
-    let (read, write) = match written {
-        Side::Target => (&cfg.source, &cfg.target),
-        Side::Source => (&cfg.target, &cfg.source),
-    };
-    // one statement reads one table and writes the other and the links: only as the
-    // role that owns the written table (see `copy_sql`)
-    if write.owner != security::current_user() {
+    if !may_copy_into(cfg, written) {
         return None;
     }
+    let cols = copy_columns(&pairs, written);
+    let (read, write) = (cfg.endpoint(written.other()), cfg.endpoint(written));
     let q = quote_ident;
-    let lit = quote_literal;
-    // (base field = target column, column read, column written)
-    let cols: Vec<(&str, &str, &str)> = copies
-        .iter()
-        .map(|(s, t)| match written {
-            Side::Target => (t.as_str(), s.as_str(), t.as_str()),
-            Side::Source => (t.as_str(), t.as_str(), s.as_str()),
-        })
-        .collect();
-    let base = format!(
-        "jsonb_build_object({})",
-        cols.iter()
-            .map(|c| format!("{}, r.{}", lit(c.0), q(c.1)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let base = base_object(&cols);
     let new_key = match &write.key_default {
         Some(expr) => format!("format('%s', {expr})"),
         None => "format('%s', r.{rk})".replace("{rk}", &q(&read.key_column)),
@@ -346,10 +322,7 @@ impl Run<'_> {
     /// Tables: both tables, sync_links.
     pub(super) fn initial_copy(&mut self) -> Option<i64> {
         let (sql, written) = initial_copy_sql(self.cfg, &self.schema)?;
-        let owner = match written {
-            Side::Target => self.cfg.target.owner,
-            Side::Source => self.cfg.source.owner,
-        };
+        let owner = self.cfg.endpoint(written).owner;
         let t0 = std::time::Instant::now();
         let n = subxact::run_for_rows(|| {
             security::as_table_owner(owner, || db::one::<i64>(&sql, &[self.cfg.id.into()]))
