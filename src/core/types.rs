@@ -59,13 +59,6 @@ impl<T> Sides<T> {
             target: f(Side::Target, self.target),
         }
     }
-
-    pub fn as_ref(&self) -> Sides<&T> {
-        Sides {
-            source: &self.source,
-            target: &self.target,
-        }
-    }
 }
 
 impl<T> Sides<Option<T>> {
