@@ -191,6 +191,18 @@ fn put_value(
     }
 }
 
+/// Append the image of a JSON text, what `jsonb_in` makes of it (a duplicate key keeps
+/// its last value in both); returns its JEntry. None when the text does not parse here
+/// or a part is too long: the caller then leaves the text to `jsonb_in`, which says why.
+pub fn put_json_text(
+    b: &mut Vec<u8>,
+    text: &str,
+    numeric: &mut dyn FnMut(&str, &mut Vec<u8>),
+) -> Option<u32> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    put_value(b, &v, numeric)
+}
+
 fn put_map(
     b: &mut Vec<u8>,
     m: &Map<String, Value>,

@@ -284,14 +284,15 @@ fn put_scalar(
         ColKind::Number if is_json_number(s) => jsonb::put_number(b, s, numeric),
         ColKind::Bool if s == "t" => Some(JENTRY_ISBOOL_TRUE),
         ColKind::Bool if s == "f" => Some(JENTRY_ISBOOL_FALSE),
-        ColKind::Json => None,
+        ColKind::Json => jsonb::put_json_text(b, s, numeric),
         _ => jsonb::put_string(b, s),
     }
 }
 
 /// The `fields` object as the bytes of a jsonb datum, exactly what `jsonb_in` makes of
-/// [`fields_json`]'s text, without parsing it (varlena header included). None when a JSON-typed column has a value
-/// (its text needs parsing) or a value is too long for jsonb.
+/// [`fields_json`]'s text (varlena header included); a JSON-typed column's text is
+/// parsed here. None when such a text does not parse here or a value is too long for
+/// jsonb (jsonb_in then parses the whole text, and says what is wrong).
 pub fn fields_jsonb(
     cols: &Cols,
     old: Option<&[ColValue]>,
@@ -543,8 +544,15 @@ mod tests {
                 (lean.operation, &lean.checksum, &lean.entity_id),
                 (full.operation, &full.checksum, &full.entity_id)
             );
-            // a JSON column's value has no image: the text is made
-            let row = [v("7"), v("Ann"), None, v("t"), v("{\"a\": 1}"), None];
+            // a JSON column's text that does not parse here has no image: the text is made
+            let row = [
+                v("7"),
+                v("Ann"),
+                None,
+                v("t"),
+                v("{\"a\": \"\\u0000\"}"),
+                None,
+            ];
             let r = record(
                 c,
                 "7".into(),
@@ -561,25 +569,47 @@ mod tests {
     }
 
     #[test]
-    fn jsonb_image_leaves_json_columns_to_the_parser() {
+    fn json_columns_get_an_image_unless_the_parser_must_speak() {
         with_cols(|c| {
-            let row = [v("7"), v("Ann"), None, v("t"), v("{\"a\": 1}"), None];
-            let r = insert_record(
-                c,
-                "7".into(),
-                &row,
-                Some(&mut |_: &str, _: &mut Vec<u8>| {}),
+            let image = |meta: Option<&str>| {
+                let row = [
+                    v("7"),
+                    v("Ann"),
+                    None,
+                    v("t"),
+                    meta.map(str::to_string),
+                    None,
+                ];
+                insert_record(
+                    c,
+                    "7".into(),
+                    &row,
+                    Some(&mut |_: &str, _: &mut Vec<u8>| {}),
+                )
+                .fields_jsonb
+            };
+            // parsed here: nested values, whitespace, escapes, a duplicate key
+            for text in [
+                "{\"a\": 1}",
+                " [1, \"x\", {\"b\": [true, null]}] ",
+                "\"\\u00e9\\ud83d\\ude80\"",
+                "{\"k\": 1, \"k\": 2}",
+                "{}",
+                "[]",
+            ] {
+                assert!(image(Some(text)).is_some(), "{text}");
+            }
+            // the last of a duplicate key's values is kept, as jsonb_in keeps it
+            assert_eq!(
+                image(Some("{\"k\": 1, \"k\": 2}")),
+                image(Some("{\"k\": 2}"))
             );
-            assert!(r.fields_jsonb.is_none());
-            // a NULL JSON value is a plain null: the image is made
-            let row = [None, v("Ann"), None, v("t"), None, None];
-            let r = insert_record(
-                c,
-                "7".into(),
-                &row,
-                Some(&mut |_: &str, _: &mut Vec<u8>| {}),
-            );
-            assert!(r.fields_jsonb.is_some());
+            // left to jsonb_in, which reports or parses them itself
+            for text in ["{\"a\": \"\\u0000\"}", "{\"a\": }", "\"\\ud800\""] {
+                assert!(image(Some(text)).is_none(), "{text}");
+            }
+            // a NULL JSON value is a plain null
+            assert!(image(None).is_some());
         });
     }
 }

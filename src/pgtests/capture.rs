@@ -141,6 +141,27 @@ mod tests {
             "back\\slash",
             "x",
         ];
+        // JSON column texts: jsonb_out's form and a json column's (whitespace, escapes,
+        // duplicate keys), nested, and past the offset stride
+        let many: String = format!(
+            "[{}]",
+            (0..40)
+                .map(|i| format!("{{\"n{i}\": {i}.5}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let json_texts = [
+            "{\"a\": 1, \"tier\": 2, \"source\": \"import\"}",
+            " { \"b\" : [ true , null , -0 , 1E+3 , 2.50e-7 ] , \"a\":{} } ",
+            "\"caf\\u00e9 \\ud83d\\ude80 \\\"q\\\" \\\\ \\n\"",
+            "{\"k\": 1, \"k\": {\"deep\": [[[[\"x\"]]]]}}",
+            "[]",
+            "123456789012345678901234567890.5",
+            "null",
+            "false",
+            many.as_str(),
+            "{\"zz\": \"long\", \"a\": \"short\", \"mm\": [1, [2, [3]]]}",
+        ];
         let mut names = Vec::new();
         let mut kinds = Vec::new();
         let mut old: Vec<ColValue> = Vec::new();
@@ -160,7 +181,11 @@ mod tests {
                     strings[(i + 1) % strings.len()],
                 ),
                 3 => (ColKind::Bool, "t", "f"),
-                _ => (ColKind::Text, "", ""),
+                _ => (
+                    ColKind::Json,
+                    json_texts[i % json_texts.len()],
+                    json_texts[(i / 5) % json_texts.len()],
+                ),
             };
             kinds.push(k);
             old.push((i % 7 != 0).then(|| o.to_string()));
@@ -192,7 +217,7 @@ mod tests {
             let image = rec
                 .fields_jsonb
                 .as_deref()
-                .expect("no JSON columns: an image is built");
+                .expect("every value parses: an image is built");
             unsafe {
                 let ours = jsonb_datum(Some(image), &rec.fields).cast_mut_ptr::<pg_sys::varlena>();
                 let parsed = jsonb_datum(None, &rec.fields).cast_mut_ptr::<pg_sys::varlena>();
