@@ -360,9 +360,9 @@ fn deleted_on_one_side(inp: &Input, deleted: Side, alive: &Row, base: &Row) -> P
 }
 
 fn merge_fields(inp: &Input, s: &Row, t: &Row, base: Option<&Row>) -> Plan {
-    let mut merged_t = Row::new(); // what the target should hold
-    let mut merged_s = Row::new(); // what the source should hold (target names)
-    let mut new_base = Row::new();
+    // per field: what the target, the source (target names) and the base should hold,
+    // borrowed; values are cloned only into what is written
+    let mut merged: Vec<(&String, [&Value; 3])> = Vec::with_capacity(inp.fields.len());
     let mut conflicts = Vec::new();
     for f in inp.fields {
         let (sv, tv) = (get(Some(s), f), get(Some(t), f));
@@ -370,21 +370,21 @@ fn merge_fields(inp: &Input, s: &Row, t: &Row, base: Option<&Row>) -> Plan {
         let pending = inp.pending.iter().any(|p| p == f);
         let s_changed = base.is_none() || !values_equal(sv, bv);
         let t_changed = base.is_none() || !values_equal(tv, bv);
-        let (mt, ms, mb) = if pending {
-            (tv.clone(), sv.clone(), bv.clone())
+        let chosen: [&Value; 3] = if pending {
+            [tv, sv, bv]
         } else if values_equal(sv, tv) {
-            (tv.clone(), sv.clone(), tv.clone())
+            [tv, sv, tv]
         } else if s_changed && !t_changed {
             if inp.direction.to_target() {
-                (sv.clone(), sv.clone(), sv.clone())
+                [sv, sv, sv]
             } else {
-                (tv.clone(), sv.clone(), tv.clone())
+                [tv, sv, tv]
             }
         } else if t_changed && !s_changed {
             if inp.direction.to_source() {
-                (tv.clone(), tv.clone(), tv.clone())
+                [tv, tv, tv]
             } else {
-                (tv.clone(), sv.clone(), sv.clone())
+                [tv, sv, sv]
             }
         } else {
             let sa = inp
@@ -410,58 +410,47 @@ fn merge_fields(inp: &Input, s: &Row, t: &Row, base: Option<&Row>) -> Plan {
                 resolved_value: Value::Null,
             };
             let out = match win {
-                None => (tv.clone(), sv.clone(), bv.clone()),
+                None => [tv, sv, bv],
                 Some(side) => {
-                    let v = if side == Side::Source {
-                        sv.clone()
-                    } else {
-                        tv.clone()
-                    };
+                    let v = if side == Side::Source { sv } else { tv };
                     c.resolution = Resolution::Won(side);
                     c.resolved_value = v.clone();
                     // a one-way config leaves its authoritative side alone
-                    let ms = if inp.direction.to_source() {
-                        v.clone()
-                    } else {
-                        sv.clone()
-                    };
-                    let mt = if inp.direction.to_target() {
-                        v.clone()
-                    } else {
-                        tv.clone()
-                    };
-                    (mt, ms, v)
+                    let ms = if inp.direction.to_source() { v } else { sv };
+                    let mt = if inp.direction.to_target() { v } else { tv };
+                    [mt, ms, v]
                 }
             };
             conflicts.push(c);
             out
         };
-        merged_t.insert(f.clone(), mt);
-        merged_s.insert(f.clone(), ms);
-        new_base.insert(f.clone(), mb);
+        merged.push((f, chosen));
     }
-    let target_changes: Row = inp
-        .fields
+    let all = |which: usize| -> Row {
+        merged
+            .iter()
+            .map(|(f, v)| ((*f).clone(), v[which].clone()))
+            .collect()
+    };
+    let target_changes: Row = merged
         .iter()
-        .filter(|f| !values_equal(get(Some(&merged_t), f), get(Some(t), f)))
-        .map(|f| (f.clone(), merged_t[f.as_str()].clone()))
+        .filter(|(f, v)| !values_equal(v[0], get(Some(t), f)))
+        .map(|(f, v)| ((*f).clone(), v[0].clone()))
         .collect();
-    let source_differs = inp
-        .fields
+    let source_differs = merged
         .iter()
-        .any(|f| !values_equal(get(Some(&merged_s), f), get(Some(s), f)));
+        .any(|(f, v)| !values_equal(v[1], get(Some(s), f)));
     let base_differs = match base {
         None => true,
-        Some(b) => inp
-            .fields
+        Some(b) => merged
             .iter()
-            .any(|f| !values_equal(get(Some(&new_base), f), get(Some(b), f))),
+            .any(|(f, v)| !values_equal(v[2], get(Some(b), f))),
     };
     Plan {
         target: (!target_changes.is_empty()).then_some(Write::Update(target_changes)),
-        source: source_differs.then_some(Write::Update(merged_s)),
+        source: source_differs.then(|| Write::Update(all(1))),
         link: if base_differs {
-            LinkAction::Upsert(new_base)
+            LinkAction::Upsert(all(2))
         } else {
             LinkAction::Keep
         },
