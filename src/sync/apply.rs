@@ -240,15 +240,21 @@ impl Run<'_> {
         }
     }
 
-    /// Count links inserted by this run; once they are as many again as the links table
-    /// had when last analyzed, analyze it. An initial load grows it from nothing within
-    /// one transaction, and with statistics of an empty table the planner looks keys up
-    /// through the wrong index and reads every link of the config per batch.
+    /// Count links inserted by this run; at ANALYZE_LINKS_AT and each time the count
+    /// doubles, analyze the links table.
+    /// - An initial load grows this config's links from nothing within one
+    ///   transaction. With statistics from before, the planner expects none, probes
+    ///   `match_on` candidates through the wrong index or hashes every link of the
+    ///   config, once per batch: the load's time grows with the square of its size.
+    /// - The config's own growth counts, not the table's: a links table that already
+    ///   holds other configs' links (a million, say) would otherwise wait that long.
+    /// - Doubling keeps it to about seven ANALYZEs per million links; below the first,
+    ///   the links hashed per batch are few.
     pub(super) fn links_added(&self, n: usize) {
-        let (since, known) = self.links_growth.get();
+        let (since, next) = self.links_growth.get();
         let since = since + n as f64;
-        if since < known.max(1000.0) {
-            self.links_growth.set((since, known));
+        if since < next {
+            self.links_growth.set((since, next));
             return;
         }
         // SKIP_LOCKED: never wait for (or deadlock with) another run holding the
@@ -257,10 +263,21 @@ impl Run<'_> {
             &format!("ANALYZE (SKIP_LOCKED) {}.sync_links", self.schema),
             &[],
         );
-        let now = links_rows(&self.schema).unwrap_or(0.0);
-        self.links_growth.set((0.0, now.max(known + since)));
+        self.links_growth.set((since, since * 2.0));
     }
 }
+
+/// Whether config `id` has links (one index probe).
+pub(super) fn has_links(schema: &str, id: i64) -> bool {
+    db::one::<bool>(
+        &format!("SELECT EXISTS (SELECT 1 FROM {schema}.sync_links WHERE config_id = $1)"),
+        &[id.into()],
+    )
+    .unwrap_or(true)
+}
+
+/// Links a run inserts before it first analyzes the links table (see `links_added`).
+pub(super) const ANALYZE_LINKS_AT: f64 = 20_000.0;
 
 /// Keys for new rows: from the key column's default (sequence, uuid, ...) evaluated
 /// before the insert, so each created row is known to belong to its partner. A key
@@ -374,16 +391,6 @@ impl serde::Serialize for VersionedRow<'_> {
         }
         m.end()
     }
-}
-
-/// Rows of `sync_links` as of its last ANALYZE (None: never analyzed).
-pub(super) fn links_rows(schema: &str) -> Option<f64> {
-    db::one::<f32>(
-        "SELECT reltuples FROM pg_class WHERE oid = $1::regclass",
-        &[format!("{schema}.sync_links").into()],
-    )
-    .filter(|&n| n >= 0.0)
-    .map(f64::from)
 }
 
 /// Link rows as column arrays (source ids, target ids, bases): array parameters, the

@@ -209,18 +209,28 @@ impl Run<'_> {
             })
             .collect::<Vec<_>>()
             .join(" AND ");
+        // unlinked: a run that began without links knows every target it linked (the
+        // links table need not be asked, whose statistics lag behind such a load)
+        let unlinked = if self.had_links {
+            format!(
+                "WHERE NOT EXISTS (SELECT 1 FROM {schema}.sync_links l WHERE l.config_id = $2 AND l.target_id = {tk})",
+                schema = self.schema,
+                tk = sql::key_text(t, "t"),
+            )
+        } else {
+            "WHERE $2::bigint IS NOT NULL".to_string()
+        };
         let sql = format!(
             "SELECT (x.v->>'__n')::int, {tk}, t.ctid::text, t.xmin::text, t.tableoid::oid::text,
                     to_jsonb(t)::json
                FROM jsonb_array_elements($1) x(v)
                CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, x.v) m
                JOIN {table} t ON {cond}
-              WHERE NOT EXISTS (SELECT 1 FROM {schema}.sync_links l WHERE l.config_id = $2 AND l.target_id = {tk})
+              {unlinked}
               ORDER BY 1, 2
               FOR NO KEY UPDATE OF t",
             tk = sql::key_text(t, "t"),
             table = t.table,
-            schema = self.schema,
         );
         let rows: Vec<(i32, String, ReadRow)> = db::select(
             &sql,
@@ -234,6 +244,7 @@ impl Run<'_> {
         let mut found: HashMap<String, ReadRow> = HashMap::new();
         let candidates: Vec<(usize, String)> = rows
             .into_iter()
+            .filter(|(_, k, _)| self.had_links || !self.linked_targets.contains(k))
             .map(|(n, k, row)| {
                 found.entry(k.clone()).or_insert(row);
                 (n as usize, k)

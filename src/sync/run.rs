@@ -30,9 +30,12 @@ pub(super) struct Run<'a> {
     pub window_pred: Option<String>,
     /// (side, key) of rows the last failed apply found changed by someone else
     pub raced: RefCell<Vec<(Side, String)>>,
-    /// links inserted since the links table was last analyzed, and how many rows it
-    /// had then (see `links_added`)
+    /// links inserted by this run, and the count at which the links table is
+    /// analyzed next (see `links_added`)
     pub links_growth: Cell<(f64, f64)>,
+    /// whether the config had links when the run began: if not, every link is this
+    /// run's, and `linked_targets` knows each linked target
+    pub had_links: bool,
     pub timing: Timings,
     /// per side written: the set-based statement bringing a pair up to date when only
     /// the other side changed, for configs whose mapping copies columns as they are
@@ -59,7 +62,8 @@ impl<'a> Run<'a> {
             window_pred: matches!(start, Start::After(_))
                 .then(|| changes::window_predicate(window, "c")),
             raced: Default::default(),
-            links_growth: Cell::new((0.0, super::apply::links_rows(&schema).unwrap_or(0.0))),
+            links_growth: Cell::new((0.0, super::apply::ANALYZE_LINKS_AT)),
+            had_links: super::apply::has_links(&schema, cfg.id),
             timing: Timings::default(),
             copy: Sides::new(
                 super::fastpath::copy_sql(cfg, &schema, Side::Source),
@@ -94,15 +98,17 @@ impl<'a> Run<'a> {
                 "the link of this pair was replaced earlier in the same run (a key handed out again); retried on the next run",
             );
         }
-        if items.is_empty() {
+        // before their rows are read: a load with match_on links most targets before
+        // their own (target-only) items come up
+        let pairs = plan::skip_linked_by_earlier_batches(items, &self.linked_targets);
+        if pairs.is_empty() {
             return;
         }
-        let keys = ids(&items);
+        let keys = ids(&pairs);
         let source_rows = super::load::read_rows(&self.cfg.source, &keys.source, &self.source_cols);
         let mut target_rows = super::load::read_rows(&self.cfg.target, &keys.target, &self.fields);
         self.timing.load += t0.elapsed().as_micros();
 
-        let pairs = plan::skip_linked_by_earlier_batches(items, &self.linked_targets);
         // project sources; match unlinked sources to existing unlinked targets
         let projected: Vec<Projected> = pairs
             .iter()
