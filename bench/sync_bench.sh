@@ -138,6 +138,29 @@ ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "inf" }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 jget() { sed -E "s/.*\"$2\": *([^,}]*).*/\\1/" <<<"$1"; }
+# wait_applied_sql MESSAGE: SQL creating wait_applied(check_sql, timeout_s), which waits
+# (every 20 ms) until the query check_sql returns true and returns the epoch it did, or
+# raises "MESSAGE within N s"
+wait_applied_sql() {
+    cat <<SQL
+CREATE FUNCTION wait_applied(check_sql text, timeout_s float8) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+    ok boolean;
+BEGIN
+    LOOP
+        EXECUTE check_sql INTO ok;
+        IF ok THEN
+            RETURN extract(epoch FROM clock_timestamp());
+        END IF;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION '$1 within % s', timeout_s;
+        END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END \$\$;
+SQL
+}
 
 
 VARIANTS=(identity mapped)
@@ -331,22 +354,7 @@ bucardo_figure() {
     for db in buc_a buc_b; do
         { source_ddl identity contacts "$ROWS"; echo "VACUUM ANALYZE contacts;"; } | bsql -d "$db"
         bsql -d "$db" <<SQL
-CREATE FUNCTION wait_applied(check_sql text, timeout_s float8) RETURNS float8 LANGUAGE plpgsql AS \$\$
-DECLARE
-    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
-    ok boolean;
-BEGIN
-    LOOP
-        EXECUTE check_sql INTO ok;
-        IF ok THEN
-            RETURN extract(epoch FROM clock_timestamp());
-        END IF;
-        IF clock_timestamp() > deadline THEN
-            RAISE EXCEPTION 'Bucardo did not deliver the update within % s', timeout_s;
-        END IF;
-        PERFORM pg_sleep(0.02);
-    END LOOP;
-END \$\$;
+$(wait_applied_sql "Bucardo did not deliver the update")
 SQL
     done
     {
@@ -464,22 +472,7 @@ sql -d repl_sub <<SQL
 CREATE SUBSCRIPTION bench_sub CONNECTION '$conninfo' PUBLICATION bench_pub
   WITH (copy_data = false, create_slot = false, slot_name = 'bench_sub', enabled = false);
 -- waits (every 20 ms) until the query CHECK returns true; returns the epoch it did
-CREATE FUNCTION wait_applied(check_sql text, timeout_s float8) RETURNS float8 LANGUAGE plpgsql AS \$\$
-DECLARE
-    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
-    ok boolean;
-BEGIN
-    LOOP
-        EXECUTE check_sql INTO ok;
-        IF ok THEN
-            RETURN extract(epoch FROM clock_timestamp());
-        END IF;
-        IF clock_timestamp() > deadline THEN
-            RAISE EXCEPTION 'subscriber did not apply the update within % s', timeout_s;
-        END IF;
-        PERFORM pg_sleep(0.02);
-    END LOOP;
-END \$\$;
+$(wait_applied_sql "subscriber did not apply the update")
 SQL
 # wait_walsender STATE: until the subscription's walsender is streaming (or gone: "")
 wait_walsender() {

@@ -7,6 +7,7 @@
 //! stay where they are and lose (recorded) when both sides changed.
 
 use crate::core::mapping::values_equal;
+use crate::core::types::Sides;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -362,7 +363,7 @@ fn deleted_on_one_side(inp: &Input, deleted: Side, alive: &Row, base: &Row) -> P
 fn merge_fields(inp: &Input, s: &Row, t: &Row, base: Option<&Row>) -> Plan {
     // per field: what the target, the source (target names) and the base should hold,
     // borrowed; values are cloned only into what is written
-    let mut merged: Vec<(&String, [&Value; 3])> = Vec::with_capacity(inp.fields.len());
+    let mut merged: Vec<(&String, Sides<&Value>, &Value)> = Vec::with_capacity(inp.fields.len());
     let mut conflicts = Vec::new();
     for f in inp.fields {
         let (sv, tv) = (get(Some(s), f), get(Some(t), f));
@@ -370,21 +371,22 @@ fn merge_fields(inp: &Input, s: &Row, t: &Row, base: Option<&Row>) -> Plan {
         let pending = inp.pending.iter().any(|p| p == f);
         let s_changed = base.is_none() || !values_equal(sv, bv);
         let t_changed = base.is_none() || !values_equal(tv, bv);
-        let chosen: [&Value; 3] = if pending {
-            [tv, sv, bv]
+        // (target, source, base)
+        let (mt, ms, mb) = if pending {
+            (tv, sv, bv)
         } else if values_equal(sv, tv) {
-            [tv, sv, tv]
+            (tv, sv, tv)
         } else if s_changed && !t_changed {
             if inp.direction.to_target() {
-                [sv, sv, sv]
+                (sv, sv, sv)
             } else {
-                [tv, sv, tv]
+                (tv, sv, tv)
             }
         } else if t_changed && !s_changed {
             if inp.direction.to_source() {
-                [tv, tv, tv]
+                (tv, tv, tv)
             } else {
-                [tv, sv, sv]
+                (tv, sv, sv)
             }
         } else {
             let sa = inp
@@ -410,7 +412,7 @@ fn merge_fields(inp: &Input, s: &Row, t: &Row, base: Option<&Row>) -> Plan {
                 resolved_value: Value::Null,
             };
             let out = match win {
-                None => [tv, sv, bv],
+                None => (tv, sv, bv),
                 Some(side) => {
                     let v = if side == Side::Source { sv } else { tv };
                     c.resolution = Resolution::Won(side);
@@ -418,39 +420,45 @@ fn merge_fields(inp: &Input, s: &Row, t: &Row, base: Option<&Row>) -> Plan {
                     // a one-way config leaves its authoritative side alone
                     let ms = if inp.direction.to_source() { v } else { sv };
                     let mt = if inp.direction.to_target() { v } else { tv };
-                    [mt, ms, v]
+                    (mt, ms, v)
                 }
             };
             conflicts.push(c);
             out
         };
-        merged.push((f, chosen));
+        merged.push((f, Sides::new(ms, mt), mb));
     }
-    let all = |which: usize| -> Row {
-        merged
-            .iter()
-            .map(|(f, v)| ((*f).clone(), v[which].clone()))
-            .collect()
-    };
     let target_changes: Row = merged
         .iter()
-        .filter(|(f, v)| !values_equal(v[0], get(Some(t), f)))
-        .map(|(f, v)| ((*f).clone(), v[0].clone()))
+        .filter(|(f, v, _)| !values_equal(v.target, get(Some(t), f)))
+        .map(|(f, v, _)| ((*f).clone(), v.target.clone()))
         .collect();
     let source_differs = merged
         .iter()
-        .any(|(f, v)| !values_equal(v[1], get(Some(s), f)));
+        .any(|(f, v, _)| !values_equal(v.source, get(Some(s), f)));
     let base_differs = match base {
         None => true,
         Some(b) => merged
             .iter()
-            .any(|(f, v)| !values_equal(v[2], get(Some(b), f))),
+            .any(|(f, _, mb)| !values_equal(mb, get(Some(b), f))),
     };
     Plan {
         target: (!target_changes.is_empty()).then_some(Write::Update(target_changes)),
-        source: source_differs.then(|| Write::Update(all(1))),
+        source: source_differs.then(|| {
+            Write::Update(
+                merged
+                    .iter()
+                    .map(|(f, v, _)| ((*f).clone(), v.source.clone()))
+                    .collect(),
+            )
+        }),
         link: if base_differs {
-            LinkAction::Upsert(all(2))
+            LinkAction::Upsert(
+                merged
+                    .iter()
+                    .map(|(f, _, mb)| ((*f).clone(), (*mb).clone()))
+                    .collect(),
+            )
         } else {
             LinkAction::Keep
         },

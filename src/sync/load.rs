@@ -218,6 +218,7 @@ impl Run<'_> {
                 tk = sql::key_text(t, "t"),
             )
         } else {
+            // $2 (the config id) stays bound: the statement has the same parameters
             "WHERE $2::bigint IS NOT NULL".to_string()
         };
         let sql = format!(
