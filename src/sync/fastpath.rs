@@ -239,12 +239,7 @@ pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Si
         )
         .unwrap_or(false)
     };
-    let linked = db::one::<bool>(
-        &format!("SELECT EXISTS (SELECT 1 FROM {schema}.sync_links WHERE config_id = $1)"),
-        &[cfg.id.into()],
-    )
-    .unwrap_or(true);
-    if linked {
+    if super::apply::has_links(schema, cfg.id) {
         return None;
     }
     let (source_empty, target_empty) = (empty(&cfg.source), empty(&cfg.target));
