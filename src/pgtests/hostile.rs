@@ -122,11 +122,14 @@ mod as_data {
             {"source": S_PHONE, "target": T_PHONE},
             {"source": S_NOTE, "target": T_NOTE}
         ]);
+        // the config is created disabled in the same transaction: run by hand, never by
+        // the worker (which would otherwise race this test's own sync_execute: 55P03)
         db.exec(&format!(
             "SELECT sync_register_table({ss}, {e}, {src});
              SELECT sync_register_table({ds}, {de}, {dst}, {tk});
              SELECT sync_create_config({cfg}, {ss}, {ds}, {e}, {m}, 'latest_wins', 'bidirectional',
-                                       target_entity_type => {de});",
+                                       target_entity_type => {de});
+             UPDATE sync_configs SET enabled = false WHERE name = {cfg};",
             ss = lit(SRC_SYSTEM),
             ds = lit(DST_SYSTEM),
             e = lit(ENTITY),
@@ -141,9 +144,6 @@ mod as_data {
             db.0.query_one("SELECT id FROM sync_configs WHERE name = $1", &[&CONFIG])
                 .unwrap()
                 .get::<_, i64>(0);
-        db.exec(&format!(
-            "UPDATE sync_configs SET enabled = false WHERE id = {c}"
-        ));
 
         // values that look like SQL, bound as parameters (what an application does)
         let big = "x'); DROP TABLE hostile_canary; --".repeat(3000); // ~100 KB

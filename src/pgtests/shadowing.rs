@@ -365,15 +365,16 @@ mod tests {
                 "SELECT sync_register_table('sh_crm', 'contacts', 'sh.crm');
                  SELECT sync_register_table('sh_hub', 'contacts', 'sh.hub');
                  SELECT sync_create_config('sh', 'sh_crm', 'sh_hub', 'contacts', '{MAPPING}',
-                                           'manual', 'bidirectional', match_on => ARRAY['email']);"
+                                           'manual', 'bidirectional', match_on => ARRAY['email']);
+                 -- disabled in the same transaction, with the usual path: run by hand,
+                 -- never by the worker (which would race this test's own runs: 55P03)
+                 RESET search_path;
+                 UPDATE sync_configs SET enabled = false WHERE name = 'sh';"
             ),
         );
         let c = db.json("SELECT id FROM sync_configs WHERE name = 'sh'")["id"]
             .as_i64()
             .unwrap();
-        db.exec(&format!(
-            "UPDATE sync_configs SET enabled = false WHERE id = {c}"
-        ));
         // creates (the key default through format()), updates, a conflict, deletes
         hostile(
             &mut db,
