@@ -269,10 +269,10 @@ impl Run<'_> {
 
 /// Whether config `id` has links (one probe of the primary key).
 /// - A scalar subquery ordered by the key, so that the plan is that probe (`EXISTS`
-///   drops an ORDER BY): with `EXISTS`, a config
-///   holding half of the links looks like a sequential scan's first few rows, and
-///   when its links lie at the end of the heap that scan reads every other config's
-///   links first, on every run (15 changes in a 1,000,000-row pair took 300 ms).
+///   drops an ORDER BY). Under `EXISTS`, a config holding half of the links looks
+///   like a sequential scan's first few rows; when its links lie at the end of the
+///   heap, that scan reads every other config's links first, on every run (15
+///   changes in a 1,000,000-row pair took 300 ms).
 pub(super) fn has_links(schema: &str, id: i64) -> bool {
     db::one::<bool>(
         &format!(

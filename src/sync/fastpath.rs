@@ -229,8 +229,13 @@ impl Run<'_> {
 /// not apply (`written` side's owner is not the run's role, nothing to copy, the
 /// config has links, ...). The statement copies nothing when the written side is no
 /// longer empty when it runs (the merge path then does the load).
+/// `had_links`: whether the config had links when the run began (`Run::had_links`).
 /// `$1` config id. Returns the statement and the side it writes.
-pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Side)> {
+pub(super) fn initial_copy_sql(
+    cfg: &Config,
+    schema: &str,
+    had_links: bool,
+) -> Option<(String, Side)> {
     let pairs = copy_pairs(cfg)?;
     let empty = |e: &crate::capture::endpoints::Endpoint| {
         db::one::<bool>(
@@ -239,7 +244,7 @@ pub(super) fn initial_copy_sql(cfg: &Config, schema: &str) -> Option<(String, Si
         )
         .unwrap_or(false)
     };
-    if super::apply::has_links(schema, cfg.id) {
+    if had_links {
         return None;
     }
     let (source_empty, target_empty) = (empty(&cfg.source), empty(&cfg.target));
@@ -316,7 +321,7 @@ impl Run<'_> {
     /// merge path then does the load, reporting any row's error itself).
     /// Tables: both tables, sync_links.
     pub(super) fn initial_copy(&mut self) -> Option<i64> {
-        let (sql, written) = initial_copy_sql(self.cfg, &self.schema)?;
+        let (sql, written) = initial_copy_sql(self.cfg, &self.schema, self.had_links)?;
         let owner = self.cfg.endpoint(written).owner;
         let t0 = std::time::Instant::now();
         let n = subxact::run_for_rows(|| {
