@@ -260,58 +260,86 @@ pub(super) fn initial_copy_sql(
     let (read, write) = (cfg.endpoint(written.other()), cfg.endpoint(written));
     let q = quote_ident;
     let base = base_object(&cols);
-    let new_key = match &write.key_default {
-        Some(expr) => format!("format('%s', {expr})"),
-        None => "format('%s', r.{rk})".replace("{rk}", &q(&read.key_column)),
+    let rk = q(&read.key_column);
+    // a json column gets the text the merge path's jsonb_populate_record writes
+    let value = |c: &(&str, &str, &str)| match write.column_type(c.2) {
+        Some("json") => format!("r.{}::jsonb::json", q(c.1)),
+        _ => format!("r.{}", q(c.1)),
     };
-    let (sid, tid) = match written {
-        Side::Target => ("c.rid", "c.wid"),
-        Side::Source => ("c.wid", "c.rid"),
+    let ovr = if write.key_identity {
+        "OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
     };
-    Some((
-        format!(
-            "WITH c AS MATERIALIZED (
-                SELECT format('%s', r.{rk}) AS rid, {new_key} AS wid, {base} AS b, {vals}
-                  FROM {rt} r
-                 -- still empty now, in this statement's snapshot
-                 WHERE NOT EXISTS (SELECT 1 FROM {wt})
-             ), w AS (
-                INSERT INTO {wt} ({wk}, {wcols}) {ovr}
-                SELECT (c.wid)::{wkt}, {cvals} FROM c
-             ), l AS (
-                INSERT INTO {schema}.sync_links (config_id, source_id, target_id, base, base_checksum)
-                SELECT $1, {sid}, {tid}, c.b, {checksum} FROM c
-             )
-             SELECT count(*) FROM c",
-            rk = q(&read.key_column),
-            rt = read.table,
-            wt = write.table,
-            wk = q(&write.key_column),
-            wkt = write.key_type,
-            // a json column gets the text the merge path's jsonb_populate_record writes
-            vals = cols
-                .iter()
-                .enumerate()
-                .map(|(i, c)| match write.column_type(c.2) {
-                    Some("json") => format!("r.{}::jsonb::json AS v{i}", q(c.1)),
-                    _ => format!("r.{} AS v{i}", q(c.1)),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            wcols = cols.iter().map(|c| q(c.2)).collect::<Vec<_>>().join(", "),
-            cvals = (0..cols.len())
-                .map(|i| format!("c.v{i}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            ovr = if write.key_identity {
-                "OVERRIDING SYSTEM VALUE"
-            } else {
-                ""
-            },
-            checksum = base_checksum_sql("c.b"),
-        ),
-        written,
-    ))
+    let wcols = cols.iter().map(|c| q(c.2)).collect::<Vec<_>>().join(", ");
+    let links =
+        format!("{schema}.sync_links (config_id, source_id, target_id, base, base_checksum)");
+    let sql = match &write.key_default {
+        // the partner's key: each insert reads the rows itself (one snapshot), so no
+        // row is held in between (a materialized copy of a million rows spills to disk)
+        None => {
+            let id = format!("format('%s', r.{rk})");
+            format!(
+                "WITH e AS MATERIALIZED (
+                    -- still empty now, in this statement's snapshot
+                    SELECT NOT EXISTS (SELECT 1 FROM {wt}) AS empty
+                 ), w AS (
+                    INSERT INTO {wt} ({wk}, {wcols}) {ovr}
+                    SELECT ({id})::{wkt}, {vals} FROM {rt} r WHERE (SELECT empty FROM e)
+                 ), l AS (
+                    INSERT INTO {links}
+                    SELECT $1, {id}, {id}, x.b, {checksum}
+                      FROM {rt} r, LATERAL (SELECT {base} AS b OFFSET 0) x
+                     WHERE (SELECT empty FROM e)
+                 )
+                 SELECT CASE WHEN (SELECT empty FROM e) THEN (SELECT count(*) FROM {rt}) ELSE 0 END",
+                rt = read.table,
+                wt = write.table,
+                wk = q(&write.key_column),
+                wkt = write.key_type,
+                vals = cols.iter().map(value).collect::<Vec<_>>().join(", "),
+                checksum = base_checksum_sql("x.b"),
+            )
+        }
+        // a new key per row: drawn once, so the row and its link get the same one
+        Some(expr) => {
+            let (sid, tid) = match written {
+                Side::Target => ("c.rid", "c.wid"),
+                Side::Source => ("c.wid", "c.rid"),
+            };
+            format!(
+                "WITH c AS MATERIALIZED (
+                    SELECT format('%s', r.{rk}) AS rid, format('%s', {expr}) AS wid, {base} AS b, {vals}
+                      FROM {rt} r
+                     -- still empty now, in this statement's snapshot
+                     WHERE NOT EXISTS (SELECT 1 FROM {wt})
+                 ), w AS (
+                    INSERT INTO {wt} ({wk}, {wcols}) {ovr}
+                    SELECT (c.wid)::{wkt}, {cvals} FROM c
+                 ), l AS (
+                    INSERT INTO {links}
+                    SELECT $1, {sid}, {tid}, c.b, {checksum} FROM c
+                 )
+                 SELECT count(*) FROM c",
+                rt = read.table,
+                wt = write.table,
+                wk = q(&write.key_column),
+                wkt = write.key_type,
+                vals = cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{} AS v{i}", value(c)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cvals = (0..cols.len())
+                    .map(|i| format!("c.v{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                checksum = base_checksum_sql("c.b"),
+            )
+        }
+    };
+    Some((sql, written))
 }
 
 impl Run<'_> {
