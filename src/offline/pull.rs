@@ -53,6 +53,18 @@ pub fn sync_pull(
     security::as_extension_owner(|| {
         let e = endpoints::load(system, entity_type);
         require_select(caller, &e, "pull changes of");
+        // the records are read as the extension's owner: a caller the table's policies
+        // restrict would get the values of rows it cannot see
+        if security::row_security_restricts(caller, e.relid) {
+            fail(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                &format!(
+                    "sync_pull: {} has row-level security enabled for role {}; sync_pull does not apply row-level security policies, so it refuses to return its change records (pull as a role the policies do not restrict; sync_snapshot reads the rows under them)",
+                    e.table,
+                    security::role_name(caller)
+                ),
+            );
+        }
         if let Some(c) = client_id {
             super::clients::check(caller, c, "pull");
         }

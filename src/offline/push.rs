@@ -64,9 +64,7 @@ fn is_transient(sqlstate: &str) -> bool {
 fn require(caller: pg_sys::Oid, e: &Endpoint, ops: impl Iterator<Item = Operation>) {
     // the writes run as the table's owner, past its policies: a caller that row-level
     // security restricts could otherwise change rows it cannot see
-    if unsafe { pg_sys::check_enable_rls(e.relid, caller, true) }
-        == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-    {
+    if security::row_security_restricts(caller, e.relid) {
         crate::pg::fail(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             &format!(

@@ -218,6 +218,14 @@ pub fn require_table_owner(me: pg_sys::Oid, rel: pg_sys::Oid, table: &str, what:
     )
 }
 
+/// Whether row-level security restricts role `me` on relation `rel`: its policies would
+/// filter what `me` reads there and check what it writes. Calls that read or write a
+/// table as its owner refuse such a caller (they would get past the policies).
+pub fn row_security_restricts(me: pg_sys::Oid, rel: pg_sys::Oid) -> bool {
+    let rls = unsafe { pg_sys::check_enable_rls(rel, me, true) };
+    rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+}
+
 /// The privileges a config needs on each of its tables.
 pub const SYNC_PRIVILEGES: [(&str, u32); 4] = [
     ("SELECT", pg_sys::ACL_SELECT),

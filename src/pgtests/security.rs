@@ -309,4 +309,57 @@ mod tests {
             "not mine"
         );
     }
+
+    /// sync_pull reads change records, and a config's runs read and write every row, as
+    /// owners past row-level security: a caller the policies restrict is refused both,
+    /// while sync_snapshot reads the rows under its policies.
+    #[test]
+    fn pull_and_configs_refuse_a_caller_that_row_level_security_restricts() {
+        let mut db = Db::new();
+        fresh_role(&mut db, "sp_rls2");
+        db.exec(
+            "DROP SCHEMA IF EXISTS sp_r2 CASCADE;
+             CREATE SCHEMA sp_r2;
+             CREATE TABLE sp_r2.t (id int PRIMARY KEY, v text, owner_role text);
+             CREATE TABLE sp_r2.copy (id int PRIMARY KEY, v text, owner_role text);
+             SELECT sync_register_table('sp_r2_t', 'x', 'sp_r2.t'), sync_register_table('sp_r2_c', 'x', 'sp_r2.copy');
+             INSERT INTO sp_r2.t VALUES (1, 'mine', 'sp_rls2'), (2, 'secret', 'someone');
+             ALTER TABLE sp_r2.t ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY own ON sp_r2.t USING (owner_role = current_user);
+             GRANT USAGE ON SCHEMA sp_r2 TO sp_rls2;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON sp_r2.t, sp_r2.copy TO sp_rls2;",
+        );
+        let pull = db.err(
+            "SET ROLE sp_rls2;
+             SELECT sync_pull('sp_r2_t', 'x', (sync_pull('sp_r2_t', 'x', NULL) ->> 'cursor'))",
+        );
+        db.exec("RESET ROLE");
+        assert_eq!(
+            pull,
+            "42501: sync_pull: sp_r2.t has row-level security enabled for role sp_rls2; sync_pull does not apply row-level security policies, so it refuses to return its change records (pull as a role the policies do not restrict; sync_snapshot reads the rows under them)"
+        );
+        let config = db.err(
+            "SET ROLE sp_rls2;
+             SELECT sync_create_config('sp_r2_leak', 'sp_r2_t', 'sp_r2_c', 'x')",
+        );
+        db.exec("RESET ROLE");
+        assert_eq!(
+            config,
+            "42501: sync_create_config: sp_r2.t has row-level security enabled for role sp_rls2; a sync reads and writes every row as the table's owner, past the policies, so it refuses to create a config over it (create it as a role the policies do not restrict)"
+        );
+        assert_eq!(
+            db.json("SELECT count(*) AS n FROM sync_configs WHERE name = 'sp_r2_leak'")["n"],
+            0
+        );
+        // the snapshot applies the policies: only the caller's own row
+        db.exec("SET ROLE sp_rls2");
+        let snap = db.json("SELECT sync_snapshot('sp_r2_t', 'x') -> 'rows' AS rows");
+        db.exec("RESET ROLE");
+        assert_eq!(snap["rows"].as_array().map(Vec::len), Some(1), "{snap}");
+        // the table's owner (not restricted) still pulls
+        let r = db.json(
+            "SELECT sync_pull('sp_r2_t', 'x', (sync_pull('sp_r2_t', 'x', NULL) ->> 'cursor')) ? 'changes' AS ok",
+        );
+        assert_eq!(r["ok"], true);
+    }
 }

@@ -212,6 +212,17 @@ fn create_config(caller: pg_sys::Oid, a: NewConfig<'_>) -> i64 {
             &security::SYNC_PRIVILEGES,
             "create a sync config over it",
         );
+        // runs read and write every row as the table's owner
+        if security::row_security_restricts(caller, e.relid) {
+            fail(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                &format!(
+                    "sync_create_config: {} has row-level security enabled for role {}; a sync reads and writes every row as the table's owner, past the policies, so it refuses to create a config over it (create it as a role the policies do not restrict)",
+                    e.table,
+                    security::role_name(caller)
+                ),
+            );
+        }
     }
     if source.id == target.id {
         bad(format!("source and target are the same endpoint ({source_system}.{entity_type}); a config syncs two different tables"));
