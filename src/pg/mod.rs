@@ -7,6 +7,7 @@ pub mod build_info;
 pub mod db;
 pub mod guc;
 pub mod quote;
+pub mod regclass;
 pub mod security;
 pub mod subxact;
 

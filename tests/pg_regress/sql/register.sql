@@ -11,6 +11,8 @@ CREATE TABLE reg.nokey (a int, b text);
 CREATE VIEW reg.v AS SELECT * FROM reg.contacts;
 SELECT try($$SELECT sync_register_table('reg_nokey', 'x', 'reg.nokey')$$) AS error;
 SELECT try($$SELECT sync_register_table('reg_view', 'x', 'reg.v')$$) AS error;
+-- a number that names no relation
+SELECT try($$SELECT sync_register_table('reg_gone', 'x', 4000000000::oid::regclass)$$) AS error;
 CREATE TABLE reg.other (id int PRIMARY KEY, code text, ref text UNIQUE);
 SELECT try($$SELECT sync_register_table('reg_col', 'x', 'reg.other', 'nope')$$) AS error;
 SELECT try($$SELECT sync_register_table('reg_col', 'x', 'reg.other', 'code')$$) AS error;
