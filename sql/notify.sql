@@ -25,6 +25,8 @@ CREATE TABLE sync_outbox (
     stream_pending boolean     NOT NULL DEFAULT false
 );
 CREATE INDEX sync_outbox_stream_idx ON sync_outbox (id) WHERE stream_pending;
+-- the worker's pruning reads the events older than the retention, not the whole outbox
+CREATE INDEX sync_outbox_created_idx ON sync_outbox (created_at);
 
 -- One row per event and subscription. For DBAs to query (no URL or secret in it).
 CREATE TABLE sync_deliveries (

@@ -7,20 +7,69 @@
 //!   update_delete: re-creates the row with the client's values overlaid by them;
 //!   delete_update: keeps the row, updated with them).
 //!
+//! A choice that would overwrite or delete an edit of the row made after the conflict
+//! was recorded is refused (55000), as for a config's conflict.
+//!
 //! The write is an ordinary one (no origin), so it reaches every client's pull and
 //! every config, the pushing client included. The caller needs SELECT and the write's
 //! privilege (UPDATE, INSERT or DELETE) on the table.
 
 use crate::capture::endpoints;
+use crate::core::merge::ConflictKind;
+use crate::core::resolve::{self, Choice};
+use crate::core::types::Sides;
 use crate::pg::bad;
 use crate::pg::db::{self, spi_fail};
 use crate::pg::fail;
 use crate::pg::quote::ext_schema;
 use crate::pg::security;
+use crate::pg::OrRaise;
 use crate::sync::{delete_rows, insert_rows, load_rows, update_rows};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
+
+/// ERROR 55000 when a choice would overwrite or delete an edit of the table's row made
+/// after the conflict was recorded (`core::resolve::check_unseen_edits`, the table being
+/// the target side): the row must still hold the conflict's `target_value`, i.e. the
+/// conflicting fields (update_update) or the whole row (delete_update).
+fn refuse_unseen_edits(
+    c: &PushConflict,
+    choice: &str,
+    row: Option<&Map<String, Value>>,
+    conflict_id: i64,
+) {
+    let kind = ConflictKind::parse(&c.kind).unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            &format!(
+                "sync conflict {conflict_id} has an unknown kind \"{}\"",
+                c.kind
+            ),
+        )
+    });
+    let recorded = match (&c.server_value, c.fields.as_slice()) {
+        // check_unseen_edits takes a one-field update conflict's bare value
+        (Value::Object(m), [f]) if kind == ConflictKind::UpdateUpdate => m.get(f).cloned(),
+        (v @ Value::Object(_), _) => Some(v.clone()),
+        _ => None,
+    };
+    let all: Vec<String> = match &c.server_value {
+        Value::Object(m) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    resolve::check_unseen_edits(
+        kind,
+        Choice::parse(choice).or_raise(),
+        &c.fields,
+        &all,
+        Sides::new(None, row),
+        Sides::new(None, recorded.as_ref()),
+        None,
+        conflict_id,
+    )
+    .or_raise();
+}
 
 struct PushConflict {
     endpoint_id: i64,
@@ -28,6 +77,8 @@ struct PushConflict {
     kind: String,
     fields: Vec<String>,
     client_value: Value,
+    /// the table's values when the conflict was recorded (target_value)
+    server_value: Value,
     resolution: String,
     resolved_at: Option<String>,
 }
@@ -46,7 +97,7 @@ pub fn try_resolve(
         let t = c
             .select(
                 &format!(
-                    "SELECT endpoint_id, source_id, kind, fields, source_value, resolution, resolved_at::text
+                    "SELECT endpoint_id, source_id, kind, fields, source_value, resolution, resolved_at::text, target_value
                        FROM {schema}.sync_conflicts WHERE id = $1 AND client_id IS NOT NULL FOR UPDATE"
                 ),
                 Some(1),
@@ -61,6 +112,7 @@ pub fn try_resolve(
             client_value: db::col::<JsonB>(&r, 5).map_or(Value::Null, |j| j.0),
             resolution: db::col::<String>(&r, 6).unwrap_or_default(),
             resolved_at: db::col::<String>(&r, 7),
+            server_value: db::col::<JsonB>(&r, 8).map_or(Value::Null, |j| j.0),
         })
     })?;
     crate::sync::conflicts::require_pending(conflict_id, &c.resolution, c.resolved_at.as_deref());
@@ -86,6 +138,7 @@ pub fn try_resolve(
     };
     let key = c.entity_id.clone();
     let row = load_rows(&e, std::slice::from_ref(&key)).remove(&key);
+    refuse_unseen_edits(&c, choice, row.as_ref(), conflict_id);
     enum Act {
         Nothing,
         Update(Map<String, Value>),

@@ -288,6 +288,77 @@ mod tests {
         );
     }
 
+    /// Resolving a push conflict never loses an edit of the row made after the conflict
+    /// was recorded: a choice that would overwrite it (update_update) or delete the row
+    /// with it (delete_update) is refused with 55000 and nothing is written.
+    #[test]
+    fn offline_resolving_a_push_conflict_keeps_a_later_edit() {
+        let mut db = Db::new();
+        let p = "off_later";
+        setup(&mut db, p, 2);
+        db.exec(&format!(
+            "UPDATE {p}.crm SET phone = 'office' WHERE id = 1;
+             UPDATE {p}.crm SET name = 'office' WHERE id = 2;"
+        ));
+        let t = json!("2021-05-05T10:00:00Z");
+        let r = push(
+            &mut db,
+            p,
+            json!([update("u1", 1, "phone", "555-1", "device", t.clone()),
+                   {"id": "d2", "entity_id": "2", "operation": "delete", "changed_at": t}]),
+            "dev1",
+            "manual",
+        );
+        let cid = |i: usize| {
+            r["results"][i]["conflict_id"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{r}"))
+        };
+        let (update_cid, delete_cid) = (cid(0), cid(1));
+        // the office edits both rows again before anyone resolves
+        db.exec(&format!(
+            "UPDATE {p}.crm SET phone = 'office again' WHERE id = 1;
+             UPDATE {p}.crm SET name = 'office again' WHERE id = 2;"
+        ));
+        let e = db.err(&format!(
+            "SELECT sync_resolve_conflict({update_cid}, 'source')"
+        ));
+        assert!(
+            e.starts_with("55000") && e.contains(r#"(phone is now "office again", was "office")"#),
+            "{e}"
+        );
+        let e = db.err(&format!(
+            "SELECT sync_resolve_conflict({delete_cid}, 'source')"
+        ));
+        assert!(
+            e.starts_with("55000") && e.contains(r#"(name is now "office again", was "office")"#),
+            "{e}"
+        );
+        assert_eq!(
+            db.rows(&format!("SELECT id, name, phone FROM {p}.crm ORDER BY id")),
+            json!([{"id": 1, "name": "c1", "phone": "office again"},
+                   {"id": 2, "name": "office again", "phone": "555-2"}])
+        );
+        assert_eq!(
+            db.json(&format!(
+                "SELECT count(*) AS n FROM sync_conflicts WHERE id IN ({update_cid}, {delete_cid}) AND resolution = 'pending'"
+            ))["n"],
+            2
+        );
+        // choices that lose nothing go through
+        db.json(&format!(
+            "SELECT sync_resolve_conflict({update_cid}, 'merged', '{{\"phone\": \"both\"}}') AS r"
+        ));
+        db.json(&format!(
+            "SELECT sync_resolve_conflict({delete_cid}, 'target') AS r"
+        ));
+        assert_eq!(
+            db.rows(&format!("SELECT id, name, phone FROM {p}.crm ORDER BY id")),
+            json!([{"id": 1, "name": "c1", "phone": "both"},
+                   {"id": 2, "name": "office again", "phone": "555-2"}])
+        );
+    }
+
     #[test]
     fn offline_resent_batch_is_all_duplicates_and_a_rejected_change_is_remembered() {
         let mut db = Db::new();
