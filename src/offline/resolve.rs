@@ -39,15 +39,7 @@ fn refuse_unseen_edits(
     row: Option<&Map<String, Value>>,
     conflict_id: i64,
 ) {
-    let kind = ConflictKind::parse(&c.kind).unwrap_or_else(|| {
-        fail(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            &format!(
-                "sync conflict {conflict_id} has an unknown kind \"{}\"",
-                c.kind
-            ),
-        )
-    });
+    let kind = crate::sync::conflicts::recorded_kind(conflict_id, &c.kind);
     let recorded = match (&c.server_value, c.fields.as_slice()) {
         // check_unseen_edits takes a one-field update conflict's bare value
         (Value::Object(m), [f]) if kind == ConflictKind::UpdateUpdate => m.get(f).cloned(),

@@ -151,15 +151,7 @@ fn resolve(
     );
     let tagged = crate::capture::origin::tag_writes(cfg.origin());
     let fields = cfg.fields();
-    let kind = ConflictKind::parse(&c.kind).unwrap_or_else(|| {
-        fail(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            &format!(
-                "sync conflict {conflict_id} has an unknown kind \"{}\"",
-                c.kind
-            ),
-        )
-    });
+    let kind = recorded_kind(conflict_id, &c.kind);
     if let Some(m) = &merged {
         resolve::check_merged_fields(m, kind, &c.fields, &fields, conflict_id).or_raise();
     }
@@ -233,6 +225,17 @@ fn resolve(
         "conflict_id": conflict_id, "resolution": choice, "resolved_value": resolved_value,
         "source_id": source_id, "target_id": target_id, "deleted": decided.is_none(),
     }))
+}
+
+/// The kind conflict `conflict_id` records (`sync_conflicts.kind`); ERROR XX001 when it
+/// is none of them. Shared by config and push conflicts.
+pub fn recorded_kind(conflict_id: i64, kind: &str) -> ConflictKind {
+    ConflictKind::parse(kind).unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            &format!("sync conflict {conflict_id} has an unknown kind \"{kind}\""),
+        )
+    })
 }
 
 /// ERROR 55000 unless conflict `conflict_id` is pending, naming its resolution and
